@@ -1,0 +1,90 @@
+package pkceauth
+
+import (
+	"net/http"
+	"slices"
+	"sort"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// ServeHTTP routes the callback and logout paths to their flows, passes
+// requests with a valid session on, and starts a login (navigations) or
+// answers 401 (everything else) for requests without one.
+func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	jar := p.cookies(r)
+	switch r.URL.Path {
+	case p.CallbackPath:
+		return p.serveCallback(w, r, jar)
+	case p.LogoutPath:
+		return p.serveLogout(w, r, jar)
+	}
+
+	s, touch := p.loadSession(r, jar)
+	if s == nil {
+		if isNavigation(r) {
+			return p.startLogin(w, r, jar)
+		}
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		return p.fail(w, r, http.StatusUnauthorized, "Authentication required",
+			"This resource needs a signed-in session. Sign in through the site first.")
+	}
+	if touch {
+		p.touch(w, r, jar, s)
+	}
+	p.authenticate(r, jar, s)
+	return next.ServeHTTP(w, r)
+}
+
+// authenticate exposes the identity to later handlers: placeholders, the
+// configured upstream headers (client-supplied ones deleted first), and
+// the request without the module's cookies.
+func (p *PKCEAuth) authenticate(r *http.Request, jar cookieJar, s *activeSession) {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		for _, kv := range s.placeholders {
+			repl.Set(kv[0], kv[1])
+		}
+	}
+	for i, name := range p.headerNames {
+		r.Header.Del(name)
+		if v := s.headers[i]; v != "" {
+			r.Header.Set(name, v)
+		}
+	}
+	if !p.KeepCookies {
+		jar.stripCookies(r)
+	}
+}
+
+// touch writes the session back with a new idle timestamp.
+func (p *PKCEAuth) touch(w http.ResponseWriter, r *http.Request, jar cookieJar, s *activeSession) {
+	updated := *s.session
+	updated.LastSeen = now().Unix()
+	if !p.saveSession(w, r, jar, &updated) {
+		p.logger.Warn("session could not be refreshed: too large for cookies", zap.String("user_id", s.UserID))
+	}
+}
+
+// debug logs at debug level with string fields given as key, value pairs.
+func (p *PKCEAuth) debug(msg string, kv ...string) {
+	if c := p.logger.Check(zap.DebugLevel, msg); c != nil {
+		fields := make([]zap.Field, 0, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			fields = append(fields, zap.String(kv[i], kv[i+1]))
+		}
+		c.Write(fields...)
+	}
+}
+
+// sortedKeys returns the map's keys in order, so behaviour and adapted JSON
+// are deterministic.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return slices.Clip(keys)
+}

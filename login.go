@@ -1,0 +1,178 @@
+package pkceauth
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+)
+
+// transaction is one pending login, sealed into its own cookie (named after
+// its state) so that several tabs can log in at once.
+type transaction struct {
+	State       string `json:"s"`
+	Nonce       string `json:"n"`
+	Verifier    string `json:"v"`
+	ReturnTo    string `json:"r"`
+	RedirectURI string `json:"u"`
+	Created     int64  `json:"t"`
+}
+
+// isNavigation tells a browser navigation (which may be redirected to the
+// provider) from XHR, fetch and API calls (which get a 401 instead).
+func isNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
+		return mode == "navigate"
+	}
+	return prefersHTML(r)
+}
+
+// prefersHTML reports whether the Accept header lists text/html before any
+// JSON type; browsers send text/html first on navigations.
+func prefersHTML(r *http.Request) bool {
+	accept := r.Header.Get("Accept")
+	html := strings.Index(accept, "text/html")
+	if html < 0 {
+		return false
+	}
+	jsonAt := strings.Index(accept, "json")
+	return jsonAt < 0 || html < jsonAt
+}
+
+// startLogin creates a transaction and redirects the browser to the
+// provider's authorization endpoint.
+func (p *PKCEAuth) startLogin(w http.ResponseWriter, r *http.Request, jar cookieJar) error {
+	st, err := p.provider.get(r.Context())
+	if err != nil {
+		return p.providerError(w, r, err)
+	}
+	txn := transaction{
+		State:       randomToken(),
+		Nonce:       randomToken(),
+		Verifier:    oauth2.GenerateVerifier(),
+		ReturnTo:    returnPathOrRoot(r.URL.RequestURI()),
+		RedirectURI: p.redirectURI(r),
+		Created:     now().Unix(),
+	}
+	plain, err := json.Marshal(txn)
+	if err != nil {
+		return err
+	}
+	name := jar.txnName(txn.State)
+	formPost := p.ResponseMode == "form_post"
+	p.evictTransactions(w, r, jar, formPost)
+	http.SetCookie(w, jar.txnCookie(name, p.txnKeys.Seal(name, plain), int(time.Duration(p.LoginTimeout)/time.Second), formPost))
+
+	cfg := st.oauth2
+	cfg.RedirectURL = txn.RedirectURI
+	opts := []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("nonce", txn.Nonce)}
+	if st.pkceMethod == "plain" {
+		opts = append(opts,
+			oauth2.SetAuthURLParam("code_challenge_method", "plain"),
+			oauth2.SetAuthURLParam("code_challenge", txn.Verifier))
+	} else {
+		opts = append(opts, oauth2.S256ChallengeOption(txn.Verifier))
+	}
+	if formPost {
+		opts = append(opts, oauth2.SetAuthURLParam("response_mode", "form_post"))
+	}
+	for k, v := range p.AuthParams {
+		opts = append(opts, oauth2.SetAuthURLParam(k, v))
+	}
+	query := r.URL.Query()
+	for _, k := range p.ForwardAuthParams {
+		if v := query.Get(k); v != "" && len(v) <= 256 {
+			opts = append(opts, oauth2.SetAuthURLParam(k, v))
+		}
+	}
+
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Location", cfg.AuthCodeURL(txn.State, opts...))
+	w.WriteHeader(http.StatusFound)
+	p.metrics.loginStarted()
+	if c := p.logger.Check(zap.InfoLevel, "login started"); c != nil {
+		c.Write(zap.String("return_to", txn.ReturnTo), zap.String("remote_ip", remoteIP(r)))
+	}
+	return nil
+}
+
+// evictTransactions keeps at most MaxPendingLogins-1 transaction cookies
+// before a new one is added, expiring the oldest first. Cookies that do not
+// open are expired too: they are stale or forged.
+func (p *PKCEAuth) evictTransactions(w http.ResponseWriter, r *http.Request, jar cookieJar, formPost bool) {
+	prefix := jar.txnPrefix()
+	type pending struct {
+		name    string
+		created int64
+	}
+	var live []pending
+	for _, c := range r.Cookies() {
+		if !strings.HasPrefix(c.Name, prefix) {
+			continue
+		}
+		txn, ok := p.openTransaction(c.Name, c.Value)
+		if !ok {
+			http.SetCookie(w, jar.txnCookie(c.Name, "", -1, formPost))
+			continue
+		}
+		live = append(live, pending{c.Name, txn.Created})
+	}
+	if excess := len(live) - (p.MaxPendingLogins - 1); excess > 0 {
+		sort.Slice(live, func(i, j int) bool { return live[i].created < live[j].created })
+		for _, t := range live[:excess] {
+			http.SetCookie(w, jar.txnCookie(t.name, "", -1, formPost))
+		}
+	}
+}
+
+// openTransaction opens a transaction cookie and checks that it is unexpired
+// and really belongs to that cookie name.
+func (p *PKCEAuth) openTransaction(name, value string) (*transaction, bool) {
+	plain, err := p.txnKeys.Open(name, value)
+	if err != nil {
+		return nil, false
+	}
+	var txn transaction
+	if json.Unmarshal(plain, &txn) != nil || len(txn.State) < txnIDLength {
+		return nil, false
+	}
+	age := now().Unix() - txn.Created
+	if age < 0 || age > int64(time.Duration(p.LoginTimeout)/time.Second) {
+		return nil, false
+	}
+	return &txn, true
+}
+
+// redirectURI is the configured redirect_url, or this request's origin
+// followed by the callback path.
+func (p *PKCEAuth) redirectURI(r *http.Request) string {
+	if p.RedirectURL != "" {
+		return p.RedirectURL
+	}
+	return requestOrigin(r) + p.CallbackPath
+}
+
+func requestOrigin(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return (&url.URL{Scheme: scheme, Host: r.Host}).String()
+}
+
+// randomToken returns 256 random bits, base64url-encoded (43 characters).
+func randomToken() string {
+	return base64.RawURLEncoding.EncodeToString(randomBytes(32))
+}
