@@ -55,7 +55,8 @@ type PKCEAuth struct {
 	Issuer string `json:"issuer,omitempty"`
 
 	// Where to read the discovery document when it is not under the issuer
-	// (for example an internal hostname). The document's issuer must still
+	// (for example an internal hostname): the full URL, ending in
+	// /.well-known/openid-configuration. The document's issuer must still
 	// equal Issuer. Default: the issuer's own well-known URL.
 	DiscoveryURL string `json:"discovery_url,omitempty"`
 
@@ -374,6 +375,9 @@ func (p *PKCEAuth) Validate() error {
 				return err
 			}
 		}
+	}
+	if p.DiscoveryURL != "" && !strings.HasSuffix(p.DiscoveryURL, wellKnownSuffix) {
+		return fmt.Errorf("discovery_url must be the full URL of the discovery document, ending in %s", wellKnownSuffix)
 	}
 	if p.ClientID == "" {
 		return errors.New("client_id is required (the client ID registered at the provider)")
