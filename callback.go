@@ -37,7 +37,7 @@ func failLogin(status int, title, detail, reason string) *loginFailure {
 // cookie, checks the response, exchanges the code with the PKCE verifier,
 // verifies the ID token and creates the session. Whatever the outcome, the
 // transaction is used up, and nothing is created unless every check passed.
-func (p *PKCEAuth) serveCallback(w http.ResponseWriter, r *http.Request, jar cookieJar) error {
+func (p *PKCEAuth) serveCallback(w http.ResponseWriter, r *http.Request, jar *cookieJar) error {
 	w.Header().Set("Cache-Control", "no-store")
 	params, err := callbackParams(r)
 	if err != nil {

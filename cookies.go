@@ -19,16 +19,31 @@ const (
 // cookieJar decides names and attributes of the module's cookies for one
 // request (the prefix and Secure depend on whether it came over TLS).
 type cookieJar struct {
-	secure   bool
-	prefix   string // "__Host-", "__Secure-" or ""
-	name     string // session cookie name with prefix
-	domain   string
-	path     string
-	sameSite http.SameSite
+	secure      bool
+	prefix      string // "__Host-", "__Secure-" or ""
+	name        string // session cookie name with prefix
+	chunkPrefix string // name + "_", the start of chunk cookie names
+	txn         string // prefix of transaction cookie names
+	domain      string
+	path        string
+	sameSite    http.SameSite
 }
 
-func (p *PKCEAuth) cookies(r *http.Request) cookieJar {
-	secure := p.CookieSecure == "always" || (p.CookieSecure == "auto" && r.TLS != nil)
+// cookies returns the jar for this request, built once per kind in
+// Provision so the hot path does not concatenate names.
+func (p *PKCEAuth) cookies(r *http.Request) *cookieJar {
+	if p.CookieSecure == "always" || (p.CookieSecure == "auto" && r.TLS != nil) {
+		return &p.jars[1]
+	}
+	return &p.jars[0]
+}
+
+// buildJars prepares the plain and the secure cookie jar.
+func (p *PKCEAuth) buildJars() {
+	p.jars = [2]cookieJar{p.newJar(false), p.newJar(true)}
+}
+
+func (p *PKCEAuth) newJar(secure bool) cookieJar {
 	jar := cookieJar{
 		secure:   secure,
 		domain:   p.CookieDomain,
@@ -45,11 +60,17 @@ func (p *PKCEAuth) cookies(r *http.Request) cookieJar {
 		}
 	}
 	jar.name = jar.prefix + p.CookieName
+	jar.chunkPrefix = jar.name + "_"
+	txn := jar.prefix
+	if txn == "__Secure-" {
+		txn = "__Host-"
+	}
+	jar.txn = txn + txnNamePrefix
 	return jar
 }
 
 // chunkName is the name of the i-th chunk of the session cookie.
-func (j cookieJar) chunkName(i int) string {
+func (j *cookieJar) chunkName(i int) string {
 	if i == 0 {
 		return j.name
 	}
@@ -59,23 +80,11 @@ func (j cookieJar) chunkName(i int) string {
 // txnName is the name of the transaction cookie of one login. Transaction
 // cookies always use Path=/ so that the login start can count and evict
 // them, and so the __Host- prefix can apply.
-func (j cookieJar) txnName(state string) string {
-	prefix := j.prefix
-	if prefix == "__Secure-" {
-		prefix = "__Host-"
-	}
-	return prefix + txnNamePrefix + state[:txnIDLength]
+func (j *cookieJar) txnName(state string) string {
+	return j.txn + state[:txnIDLength]
 }
 
-func (j cookieJar) txnPrefix() string {
-	prefix := j.prefix
-	if prefix == "__Secure-" {
-		prefix = "__Host-"
-	}
-	return prefix + txnNamePrefix
-}
-
-func (j cookieJar) sessionCookie(name, value string, maxAge int) *http.Cookie {
+func (j *cookieJar) sessionCookie(name, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
 		Name: name, Value: value, Path: j.path, Domain: j.domain,
 		MaxAge: maxAge, Secure: j.secure, HttpOnly: true, SameSite: j.sameSite,
@@ -84,7 +93,7 @@ func (j cookieJar) sessionCookie(name, value string, maxAge int) *http.Cookie {
 
 // txnCookie builds a transaction cookie. With form_post the callback is a
 // cross-site POST, which a Lax cookie would not accompany.
-func (j cookieJar) txnCookie(name, value string, maxAge int, formPost bool) *http.Cookie {
+func (j *cookieJar) txnCookie(name, value string, maxAge int, formPost bool) *http.Cookie {
 	sameSite := http.SameSiteLaxMode
 	if formPost {
 		sameSite = http.SameSiteNoneMode
@@ -97,7 +106,7 @@ func (j cookieJar) txnCookie(name, value string, maxAge int, formPost bool) *htt
 
 // setSession writes the sealed session, split into chunks, and expires any
 // chunk the request carried that the new value no longer needs.
-func (j cookieJar) setSession(w http.ResponseWriter, r *http.Request, sealed string, maxAge time.Duration) bool {
+func (j *cookieJar) setSession(w http.ResponseWriter, r *http.Request, sealed string, maxAge time.Duration) bool {
 	n := (len(sealed) + maxChunkLen - 1) / maxChunkLen
 	if n > maxChunks {
 		return false
@@ -119,7 +128,7 @@ func (j cookieJar) setSession(w http.ResponseWriter, r *http.Request, sealed str
 }
 
 // clearSession expires every session chunk the request carried.
-func (j cookieJar) clearSession(w http.ResponseWriter, r *http.Request) {
+func (j *cookieJar) clearSession(w http.ResponseWriter, r *http.Request) {
 	for i := range maxChunks {
 		if i == 0 || cookieValue(r, j.chunkName(i)) != "" {
 			http.SetCookie(w, j.sessionCookie(j.chunkName(i), "", -1))
@@ -129,7 +138,7 @@ func (j cookieJar) clearSession(w http.ResponseWriter, r *http.Request) {
 
 // readSession reassembles the sealed session value from its chunks; "" when
 // absent or inconsistent.
-func (j cookieJar) readSession(r *http.Request) string {
+func (j *cookieJar) readSession(r *http.Request) string {
 	first := cookieValue(r, j.name)
 	if first == "" {
 		return ""
@@ -173,12 +182,11 @@ func cookieValue(r *http.Request, name string) string {
 
 // stripCookies removes the module's own cookies from the request passed
 // upstream: the upstream has no use for them and should never see them.
-func (j cookieJar) stripCookies(r *http.Request) {
+func (j *cookieJar) stripCookies(r *http.Request) {
 	lines := r.Header["Cookie"]
 	if len(lines) == 0 {
 		return
 	}
-	txn := j.txnPrefix()
 	var kept []string
 	changed := false
 	for _, line := range lines {
@@ -188,7 +196,7 @@ func (j cookieJar) stripCookies(r *http.Request) {
 			part, rest, _ = strings.Cut(rest, ";")
 			trimmed := strings.TrimSpace(part)
 			name, _, _ := strings.Cut(trimmed, "=")
-			if name == j.name || strings.HasPrefix(name, j.name+"_") || strings.HasPrefix(name, txn) {
+			if name == j.name || strings.HasPrefix(name, j.chunkPrefix) || strings.HasPrefix(name, j.txn) {
 				changed = true
 				continue
 			}

@@ -41,7 +41,7 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 // authenticate exposes the identity to later handlers: placeholders, the
 // configured upstream headers (client-supplied ones deleted first), and
 // the request without the module's cookies.
-func (p *PKCEAuth) authenticate(r *http.Request, jar cookieJar, s *activeSession) {
+func (p *PKCEAuth) authenticate(r *http.Request, jar *cookieJar, s *activeSession) {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		for _, kv := range s.placeholders {
 			repl.Set(kv[0], kv[1])
@@ -59,7 +59,7 @@ func (p *PKCEAuth) authenticate(r *http.Request, jar cookieJar, s *activeSession
 }
 
 // touch writes the session back with a new idle timestamp.
-func (p *PKCEAuth) touch(w http.ResponseWriter, r *http.Request, jar cookieJar, s *activeSession) {
+func (p *PKCEAuth) touch(w http.ResponseWriter, r *http.Request, jar *cookieJar, s *activeSession) {
 	updated := *s.session
 	updated.LastSeen = now().Unix()
 	if !p.saveSession(w, r, jar, &updated) {

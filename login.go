@@ -53,7 +53,7 @@ func prefersHTML(r *http.Request) bool {
 
 // startLogin creates a transaction and redirects the browser to the
 // provider's authorization endpoint.
-func (p *PKCEAuth) startLogin(w http.ResponseWriter, r *http.Request, jar cookieJar) error {
+func (p *PKCEAuth) startLogin(w http.ResponseWriter, r *http.Request, jar *cookieJar) error {
 	st, err := p.provider.get(r.Context())
 	if err != nil {
 		return p.providerError(w, r, err)
@@ -111,8 +111,8 @@ func (p *PKCEAuth) startLogin(w http.ResponseWriter, r *http.Request, jar cookie
 // evictTransactions keeps at most MaxPendingLogins-1 transaction cookies
 // before a new one is added, expiring the oldest first. Cookies that do not
 // open are expired too: they are stale or forged.
-func (p *PKCEAuth) evictTransactions(w http.ResponseWriter, r *http.Request, jar cookieJar, formPost bool) {
-	prefix := jar.txnPrefix()
+func (p *PKCEAuth) evictTransactions(w http.ResponseWriter, r *http.Request, jar *cookieJar, formPost bool) {
+	prefix := jar.txn
 	type pending struct {
 		name    string
 		created int64

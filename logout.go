@@ -12,7 +12,7 @@ import (
 // serveLogout ends the session: the cookies are cleared first, then the
 // browser goes to the provider's end_session_endpoint when it has one
 // (RP-initiated logout), else straight to the post-logout page.
-func (p *PKCEAuth) serveLogout(w http.ResponseWriter, r *http.Request, jar cookieJar) error {
+func (p *PKCEAuth) serveLogout(w http.ResponseWriter, r *http.Request, jar *cookieJar) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")

@@ -218,6 +218,7 @@ type PKCEAuth struct {
 	scopes      []string
 	signingAlgs []string
 	headerNames []string
+	jars        [2]cookieJar // plain, secure
 	events      eventEmitter
 	stop        chan struct{}
 }
@@ -256,6 +257,7 @@ func (p *PKCEAuth) Provision(ctx caddy.Context) error {
 	}
 	p.signingAlgs = p.SigningAlgs
 	p.headerNames = sortedKeys(p.Headers)
+	p.buildJars()
 	p.sessions = newSessionCache(sessionCacheSize)
 	p.metrics = newMetrics(ctx)
 	p.events = newEventEmitter(ctx, p.logger)

@@ -67,7 +67,7 @@ func boolString(b bool) string {
 // loadSession returns the request's valid session, or nil. It never fails:
 // a missing, tampered, foreign-key or expired cookie is simply no session.
 // touch reports that the idle timer should be written back.
-func (p *PKCEAuth) loadSession(r *http.Request, jar cookieJar) (a *activeSession, touch bool) {
+func (p *PKCEAuth) loadSession(r *http.Request, jar *cookieJar) (a *activeSession, touch bool) {
 	sealed := jar.readSession(r)
 	if sealed == "" {
 		return nil, false
@@ -116,7 +116,7 @@ func touchInterval(idle int64) int64 {
 
 // saveSession seals s into the response. It reports false when the session
 // is too large for the cookies, which the caller must treat as a failure.
-func (p *PKCEAuth) saveSession(w http.ResponseWriter, r *http.Request, jar cookieJar, s *session) bool {
+func (p *PKCEAuth) saveSession(w http.ResponseWriter, r *http.Request, jar *cookieJar, s *session) bool {
 	plain, err := json.Marshal(s)
 	if err != nil {
 		return false
