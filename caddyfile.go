@@ -1,0 +1,289 @@
+package pkceauth
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("pkce_auth", parseCaddyfile)
+	// Authentication runs before Caddy's own basic_auth, so both can be
+	// combined and anything after (templates, reverse_proxy, file_server)
+	// sees the {http.auth.user.*} placeholders.
+	httpcaddyfile.RegisterDirectiveOrder("pkce_auth", httpcaddyfile.Before, "basic_auth")
+}
+
+// parseCaddyfile sets up the handler from Caddyfile tokens; see
+// UnmarshalCaddyfile for the syntax.
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	p := new(PKCEAuth)
+	if err := p.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	pkce_auth [<matcher>] {
+//	    issuer                 <url>
+//	    discovery_url          <url>
+//	    authorization_endpoint <url>
+//	    token_endpoint         <url>
+//	    userinfo_endpoint      <url>
+//	    jwks_uri               <url>
+//	    end_session_endpoint   <url>
+//	    client_id              <id>
+//	    client_secret          <secret>
+//	    client_auth_method     basic|post|none
+//	    scopes                 <scope...>
+//	    auth_param             <name> <value>
+//	    forward_auth_params    <name...>
+//	    redirect_url           <url>
+//	    response_mode          query|form_post
+//	    callback_path          <path>
+//	    logout_path            <path>
+//	    post_logout_redirect   <path>
+//	    session_lifetime       <duration>
+//	    idle_timeout           <duration>|off
+//	    login_timeout          <duration>
+//	    max_pending_logins     <n>
+//	    cookie_name            <name>
+//	    cookie_domain          <domain>
+//	    cookie_path            <path>
+//	    cookie_same_site       lax|strict|none
+//	    cookie_secure          auto|always|never
+//	    session_keys           <key...>
+//	    user_id_claim          <claim>
+//	    groups_claim           <dotted.path>
+//	    claims                 <dotted.path...>
+//	    signing_algs           <alg...>
+//	    pkce_method            S256|plain
+//	    require_s256_discovery
+//	    userinfo
+//	    timeout                <duration>
+//	    clock_skew             <duration>
+//	    header                 <field> <claim>
+//	    keep_cookies
+//	}
+//
+// Each subdirective sets the JSON field of the same name (auth_param fills
+// auth_params, header fills headers) and may be given once, except
+// auth_param and header, which may be repeated with different names.
+// `idle_timeout off` disables the idle timeout. Values are taken as written:
+// placeholders such as {env.OIDC_CLIENT_SECRET} are resolved when the
+// handler is provisioned, and enumerations and ranges are checked by
+// Validate.
+func (p *PKCEAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.Errf("pkce_auth takes no arguments other than a matcher, found %q; put the settings in its block", d.Val())
+	}
+
+	seen := make(map[string]bool)
+	for d.NextBlock(0) {
+		name := d.Val()
+		if name != "auth_param" && name != "header" {
+			if seen[name] {
+				return d.Errf("subdirective %s may be given only once", name)
+			}
+			seen[name] = true
+		}
+
+		var err error
+		switch name {
+		case "issuer":
+			err = oneArg(d, &p.Issuer)
+		case "discovery_url":
+			err = oneArg(d, &p.DiscoveryURL)
+		case "authorization_endpoint":
+			err = oneArg(d, &p.AuthorizationEndpoint)
+		case "token_endpoint":
+			err = oneArg(d, &p.TokenEndpoint)
+		case "userinfo_endpoint":
+			err = oneArg(d, &p.UserinfoEndpoint)
+		case "jwks_uri":
+			err = oneArg(d, &p.JWKSURI)
+		case "end_session_endpoint":
+			err = oneArg(d, &p.EndSessionEndpoint)
+		case "client_id":
+			err = oneArg(d, &p.ClientID)
+		case "client_secret":
+			err = oneArg(d, &p.ClientSecret)
+		case "client_auth_method":
+			err = oneArg(d, &p.ClientAuthMethod)
+		case "scopes":
+			err = someArgs(d, &p.Scopes)
+		case "auth_param":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.ArgErr()
+			}
+			if args[0] == "" {
+				return d.Errf("%s needs a non-empty name", name)
+			}
+			if _, dup := p.AuthParams[args[0]]; dup {
+				return d.Errf("auth_param %s is given more than once", args[0])
+			}
+			if p.AuthParams == nil {
+				p.AuthParams = make(map[string]string)
+			}
+			p.AuthParams[args[0]] = args[1]
+		case "forward_auth_params":
+			err = someArgs(d, &p.ForwardAuthParams)
+		case "redirect_url":
+			err = oneArg(d, &p.RedirectURL)
+		case "response_mode":
+			err = oneArg(d, &p.ResponseMode)
+		case "callback_path":
+			err = oneArg(d, &p.CallbackPath)
+		case "logout_path":
+			err = oneArg(d, &p.LogoutPath)
+		case "post_logout_redirect":
+			err = oneArg(d, &p.PostLogoutRedirect)
+		case "session_lifetime":
+			err = durationArg(d, name, &p.SessionLifetime)
+		case "idle_timeout":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				if v == "off" {
+					p.IdleTimeout = idleTimeoutOff
+				} else {
+					err = parseDuration(d, name, v, &p.IdleTimeout)
+				}
+			}
+		case "login_timeout":
+			err = durationArg(d, name, &p.LoginTimeout)
+		case "max_pending_logins":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				n, convErr := strconv.Atoi(v)
+				if convErr != nil {
+					return d.Errf("max_pending_logins: %q is not a whole number", v)
+				}
+				p.MaxPendingLogins = n
+			}
+		case "cookie_name":
+			err = oneArg(d, &p.CookieName)
+		case "cookie_domain":
+			err = oneArg(d, &p.CookieDomain)
+		case "cookie_path":
+			err = oneArg(d, &p.CookiePath)
+		case "cookie_same_site":
+			err = oneArg(d, &p.CookieSameSite)
+		case "cookie_secure":
+			err = oneArg(d, &p.CookieSecure)
+		case "session_keys":
+			err = someArgs(d, &p.SessionKeys)
+		case "user_id_claim":
+			err = oneArg(d, &p.UserIDClaim)
+		case "groups_claim":
+			err = oneArg(d, &p.GroupsClaim)
+		case "claims":
+			err = someArgs(d, &p.Claims)
+		case "signing_algs":
+			err = someArgs(d, &p.SigningAlgs)
+		case "pkce_method":
+			err = oneArg(d, &p.PKCEMethod)
+		case "require_s256_discovery":
+			err = setFlag(d, &p.RequireS256Discovery)
+		case "userinfo":
+			err = setFlag(d, &p.Userinfo)
+		case "timeout":
+			err = durationArg(d, name, &p.Timeout)
+		case "clock_skew":
+			err = durationArg(d, name, &p.ClockSkew)
+		case "header":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.ArgErr()
+			}
+			if args[0] == "" {
+				return d.Errf("%s needs a non-empty name", name)
+			}
+			// Header names are case-insensitive: X-User and x-user
+			// would set the same header twice.
+			for field := range p.Headers {
+				if http.CanonicalHeaderKey(field) == http.CanonicalHeaderKey(args[0]) {
+					return d.Errf("header %s is given more than once (header names ignore case)", args[0])
+				}
+			}
+			if p.Headers == nil {
+				p.Headers = make(map[string]string)
+			}
+			p.Headers[args[0]] = args[1]
+		case "keep_cookies":
+			err = setFlag(d, &p.KeepCookies)
+		case "{":
+			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block")
+		default:
+			return d.Errf("unrecognized subdirective %s", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// idleTimeoutOff is what `idle_timeout off` stores: any negative value
+// disables the idle timeout.
+const idleTimeoutOff = caddy.Duration(-1)
+
+// oneArg reads exactly one argument into dst.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// someArgs reads one or more arguments into dst.
+func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	*dst = args
+	return nil
+}
+
+// setFlag sets dst for a subdirective that takes no arguments.
+func setFlag(d *caddyfile.Dispenser, dst *bool) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = true
+	return nil
+}
+
+// durationArg reads exactly one duration argument of subdirective name
+// into dst.
+func durationArg(d *caddyfile.Dispenser, name string, dst *caddy.Duration) error {
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return err
+	}
+	return parseDuration(d, name, v, dst)
+}
+
+func parseDuration(d *caddyfile.Dispenser, name, v string, dst *caddy.Duration) error {
+	dur, err := caddy.ParseDuration(v)
+	if err != nil {
+		return d.Errf("%s: %q is not a duration (such as 90s, 30m, 12h or 7d): %v", name, v, err)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*PKCEAuth)(nil)

@@ -1,0 +1,336 @@
+package pkceauth
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// caddyfileCases are the parser's happy paths; the fuzz target seeds from
+// them too.
+var caddyfileCases = []struct {
+	name  string
+	input string
+	want  PKCEAuth
+}{
+	{
+		name:  "empty directive",
+		input: `pkce_auth`,
+		want:  PKCEAuth{},
+	},
+	{
+		name:  "empty block",
+		input: "pkce_auth {\n}",
+		want:  PKCEAuth{},
+	},
+	{
+		name: "minimal",
+		input: `pkce_auth {
+			issuer https://idp.example.com/realms/main
+			client_id caddy
+		}`,
+		want: PKCEAuth{Issuer: "https://idp.example.com/realms/main", ClientID: "caddy"},
+	},
+	{
+		name: "every subdirective",
+		input: `pkce_auth {
+			issuer                 https://idp.example.com/realms/main
+			discovery_url          http://keycloak:8080/realms/main/.well-known/openid-configuration
+			authorization_endpoint https://idp.example.com/auth
+			token_endpoint         https://idp.example.com/token
+			userinfo_endpoint      https://idp.example.com/userinfo
+			jwks_uri               https://idp.example.com/certs
+			end_session_endpoint   https://idp.example.com/logout
+			client_id              caddy
+			client_secret          {env.OIDC_CLIENT_SECRET}
+			client_auth_method     post
+			scopes                 openid email profile groups
+			auth_param             prompt login
+			auth_param             acr_values "urn:mace:incommon:iap:silver"
+			forward_auth_params    login_hint ui_locales
+			redirect_url           https://app.example.com/oauth2/callback
+			response_mode          form_post
+			callback_path          /auth/callback
+			logout_path            /auth/logout
+			post_logout_redirect   /goodbye
+			session_lifetime       8h
+			idle_timeout           30m
+			login_timeout          5m
+			max_pending_logins     3
+			cookie_name            app_session
+			cookie_domain          example.com
+			cookie_path            /app
+			cookie_same_site       strict
+			cookie_secure          always
+			session_keys           {file./run/secrets/key1} {file./run/secrets/key0}
+			user_id_claim          preferred_username
+			groups_claim           realm_access.roles
+			claims                 department resource_access.app.roles
+			signing_algs           RS256 ES256
+			pkce_method            plain
+			require_s256_discovery
+			userinfo
+			timeout                5s
+			clock_skew             2m
+			header                 X-User-Email email
+			header                 X-User-Groups groups
+			keep_cookies
+		}`,
+		want: PKCEAuth{
+			Issuer:                "https://idp.example.com/realms/main",
+			DiscoveryURL:          "http://keycloak:8080/realms/main/.well-known/openid-configuration",
+			AuthorizationEndpoint: "https://idp.example.com/auth",
+			TokenEndpoint:         "https://idp.example.com/token",
+			UserinfoEndpoint:      "https://idp.example.com/userinfo",
+			JWKSURI:               "https://idp.example.com/certs",
+			EndSessionEndpoint:    "https://idp.example.com/logout",
+			ClientID:              "caddy",
+			ClientSecret:          "{env.OIDC_CLIENT_SECRET}",
+			ClientAuthMethod:      "post",
+			Scopes:                []string{"openid", "email", "profile", "groups"},
+			AuthParams:            map[string]string{"prompt": "login", "acr_values": "urn:mace:incommon:iap:silver"},
+			ForwardAuthParams:     []string{"login_hint", "ui_locales"},
+			RedirectURL:           "https://app.example.com/oauth2/callback",
+			ResponseMode:          "form_post",
+			CallbackPath:          "/auth/callback",
+			LogoutPath:            "/auth/logout",
+			PostLogoutRedirect:    "/goodbye",
+			SessionLifetime:       caddy.Duration(8 * time.Hour),
+			IdleTimeout:           caddy.Duration(30 * time.Minute),
+			LoginTimeout:          caddy.Duration(5 * time.Minute),
+			MaxPendingLogins:      3,
+			CookieName:            "app_session",
+			CookieDomain:          "example.com",
+			CookiePath:            "/app",
+			CookieSameSite:        "strict",
+			CookieSecure:          "always",
+			SessionKeys:           []string{"{file./run/secrets/key1}", "{file./run/secrets/key0}"},
+			UserIDClaim:           "preferred_username",
+			GroupsClaim:           "realm_access.roles",
+			Claims:                []string{"department", "resource_access.app.roles"},
+			SigningAlgs:           []string{"RS256", "ES256"},
+			PKCEMethod:            "plain",
+			RequireS256Discovery:  true,
+			Userinfo:              true,
+			Timeout:               caddy.Duration(5 * time.Second),
+			ClockSkew:             caddy.Duration(2 * time.Minute),
+			Headers:               map[string]string{"X-User-Email": "email", "X-User-Groups": "groups"},
+			KeepCookies:           true,
+		},
+	},
+	{
+		name: "idle_timeout off",
+		input: `pkce_auth {
+			idle_timeout off
+		}`,
+		want: PKCEAuth{IdleTimeout: idleTimeoutOff},
+	},
+	{
+		name: "day durations",
+		input: `pkce_auth {
+			session_lifetime 7d
+			idle_timeout 1d12h
+		}`,
+		want: PKCEAuth{
+			SessionLifetime: caddy.Duration(7 * 24 * time.Hour),
+			IdleTimeout:     caddy.Duration(36 * time.Hour),
+		},
+	},
+	{
+		name: "placeholders are kept as written",
+		input: `pkce_auth {
+			issuer {env.OIDC_ISSUER}
+			client_id {env.OIDC_CLIENT_ID}
+			client_secret {file./run/secrets/oidc}
+		}`,
+		want: PKCEAuth{
+			Issuer:       "{env.OIDC_ISSUER}",
+			ClientID:     "{env.OIDC_CLIENT_ID}",
+			ClientSecret: "{file./run/secrets/oidc}",
+		},
+	},
+	{
+		name: "auth_param with an empty value",
+		input: `pkce_auth {
+			auth_param audience ""
+		}`,
+		want: PKCEAuth{AuthParams: map[string]string{"audience": ""}},
+	},
+	{
+		name: "single scope",
+		input: `pkce_auth {
+			scopes openid
+		}`,
+		want: PKCEAuth{Scopes: []string{"openid"}},
+	},
+}
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	for _, tc := range caddyfileCases {
+		t.Run(tc.name, func(t *testing.T) {
+			var got PKCEAuth
+			if err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input)); err != nil {
+				t.Fatalf("UnmarshalCaddyfile: %v", err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got\n%+v\nwant\n%+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestUnmarshalCaddyfileCoversEveryField fails when module.go gains a JSON
+// field that the "every subdirective" case does not set, so the Caddyfile
+// keeps mapping 1:1 onto the JSON config.
+func TestUnmarshalCaddyfileCoversEveryField(t *testing.T) {
+	var full PKCEAuth
+	for _, tc := range caddyfileCases {
+		if tc.name == "every subdirective" {
+			full = tc.want
+		}
+	}
+	v := reflect.ValueOf(full)
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		if v.Field(i).IsZero() {
+			t.Errorf("field %s (json %q) is not set by any subdirective in the \"every subdirective\" case", f.Name, strings.Split(tag, ",")[0])
+		}
+	}
+}
+
+// caddyfileErrors maps invalid input to a part of the expected error.
+var caddyfileErrors = map[string]struct {
+	input   string
+	wantErr string
+}{
+	"unknown subdirective": {
+		input:   "pkce_auth {\n issuer https://idp\n client_idd x\n}",
+		wantErr: "unrecognized subdirective client_idd",
+	},
+	"directive with an argument": {
+		input:   "pkce_auth https://idp.example.com {\n client_id x\n}",
+		wantErr: `pkce_auth takes no arguments other than a matcher, found "https://idp.example.com"`,
+	},
+	"missing argument": {
+		input:   "pkce_auth {\n issuer\n}",
+		wantErr: "wrong argument count",
+	},
+	"too many arguments": {
+		input:   "pkce_auth {\n client_id a b\n}",
+		wantErr: "wrong argument count",
+	},
+	"duplicate subdirective": {
+		input:   "pkce_auth {\n client_id a\n client_id b\n}",
+		wantErr: "subdirective client_id may be given only once",
+	},
+	"duplicate flag": {
+		input:   "pkce_auth {\n userinfo\n userinfo\n}",
+		wantErr: "subdirective userinfo may be given only once",
+	},
+	"duplicate list": {
+		input:   "pkce_auth {\n scopes openid\n scopes email\n}",
+		wantErr: "subdirective scopes may be given only once",
+	},
+	"empty list": {
+		input:   "pkce_auth {\n scopes\n}",
+		wantErr: "wrong argument count",
+	},
+	"flag with argument": {
+		input:   "pkce_auth {\n userinfo true\n}",
+		wantErr: "wrong argument count",
+	},
+	"keep_cookies with argument": {
+		input:   "pkce_auth {\n keep_cookies yes\n}",
+		wantErr: "wrong argument count",
+	},
+	"require_s256_discovery with argument": {
+		input:   "pkce_auth {\n require_s256_discovery on\n}",
+		wantErr: "wrong argument count",
+	},
+	"bad duration": {
+		input:   "pkce_auth {\n session_lifetime forever\n}",
+		wantErr: `session_lifetime: "forever" is not a duration`,
+	},
+	"bad idle_timeout": {
+		input:   "pkce_auth {\n idle_timeout never\n}",
+		wantErr: `idle_timeout: "never" is not a duration`,
+	},
+	"duration without unit": {
+		input:   "pkce_auth {\n timeout 10\n}",
+		wantErr: `timeout: "10" is not a duration`,
+	},
+	"bad integer": {
+		input:   "pkce_auth {\n max_pending_logins five\n}",
+		wantErr: `max_pending_logins: "five" is not a whole number`,
+	},
+	"auth_param without value": {
+		input:   "pkce_auth {\n auth_param prompt\n}",
+		wantErr: "wrong argument count",
+	},
+	"auth_param with too many values": {
+		input:   "pkce_auth {\n auth_param prompt login consent\n}",
+		wantErr: "wrong argument count",
+	},
+	"auth_param with an empty name": {
+		input:   "pkce_auth {\n auth_param \"\" login\n}",
+		wantErr: "auth_param needs a non-empty name",
+	},
+	"duplicate auth_param": {
+		input:   "pkce_auth {\n auth_param prompt login\n auth_param prompt consent\n}",
+		wantErr: "auth_param prompt is given more than once",
+	},
+	"header without claim": {
+		input:   "pkce_auth {\n header X-User\n}",
+		wantErr: "wrong argument count",
+	},
+	"header with too many arguments": {
+		input:   "pkce_auth {\n header X-User sub email\n}",
+		wantErr: "wrong argument count",
+	},
+	"header with an empty name": {
+		input:   "pkce_auth {\n header \"\" sub\n}",
+		wantErr: "header needs a non-empty name",
+	},
+	"duplicate header": {
+		input:   "pkce_auth {\n header X-User sub\n header X-User email\n}",
+		wantErr: "header X-User is given more than once",
+	},
+	"duplicate header differing in case": {
+		input:   "pkce_auth {\n header X-User sub\n header x-user email\n}",
+		wantErr: "header x-user is given more than once",
+	},
+	"subdirective with a block": {
+		input:   "pkce_auth {\n issuer https://idp {\n }\n}",
+		wantErr: "do not take a block",
+	},
+	"flag with a block": {
+		input:   "pkce_auth {\n userinfo {\n }\n}",
+		wantErr: "do not take a block",
+	},
+}
+
+func TestUnmarshalCaddyfileErrors(t *testing.T) {
+	for name, tc := range caddyfileErrors {
+		t.Run(name, func(t *testing.T) {
+			var p PKCEAuth
+			err := p.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			if err == nil {
+				t.Fatalf("no error; want one containing %q", tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("error %q does not contain %q", err, tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), "Testfile:") {
+				t.Errorf("error %q does not name the Caddyfile line", err)
+			}
+		})
+	}
+}
