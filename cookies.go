@@ -182,35 +182,60 @@ func cookieValue(r *http.Request, name string) string {
 
 // stripCookies removes the module's own cookies from the request passed
 // upstream: the upstream has no use for them and should never see them.
+// It allocates nothing when the request carries none of them or only them,
+// and otherwise once, for the cookies that remain, joined into one line.
 func (j *cookieJar) stripCookies(r *http.Request) {
 	lines := r.Header["Cookie"]
-	if len(lines) == 0 {
+	own, keep := j.scanCookies(lines)
+	if !own {
 		return
 	}
-	var kept []string
-	changed := false
-	for _, line := range lines {
-		rest := line
-		for len(rest) > 0 {
-			var part string
-			part, rest, _ = strings.Cut(rest, ";")
-			trimmed := strings.TrimSpace(part)
-			name, _, _ := strings.Cut(trimmed, "=")
-			if name == j.name || strings.HasPrefix(name, j.chunkPrefix) || strings.HasPrefix(name, j.txn) {
-				changed = true
-				continue
-			}
-			if trimmed != "" {
-				kept = append(kept, trimmed)
-			}
-		}
-	}
-	if !changed {
-		return
-	}
-	if len(kept) == 0 {
+	if keep == 0 {
 		r.Header.Del("Cookie")
 		return
 	}
-	r.Header["Cookie"] = []string{strings.Join(kept, "; ")}
+	var kept strings.Builder
+	kept.Grow(keep)
+	for _, line := range lines {
+		for rest := line; len(rest) > 0; {
+			var part string
+			part, rest, _ = strings.Cut(rest, ";")
+			if pair := strings.TrimSpace(part); pair != "" && !j.isOwnCookie(pair) {
+				if kept.Len() > 0 {
+					kept.WriteString("; ")
+				}
+				kept.WriteString(pair)
+			}
+		}
+	}
+	lines[0] = kept.String()
+	r.Header["Cookie"] = lines[:1]
+}
+
+// scanCookies reports whether the Cookie header lines carry a cookie of the
+// module's, and the length of the others joined with "; ".
+func (j *cookieJar) scanCookies(lines []string) (own bool, keep int) {
+	for _, line := range lines {
+		for rest := line; len(rest) > 0; {
+			var part string
+			part, rest, _ = strings.Cut(rest, ";")
+			switch pair := strings.TrimSpace(part); {
+			case pair == "":
+			case j.isOwnCookie(pair):
+				own = true
+			case keep > 0:
+				keep += len("; ") + len(pair)
+			default:
+				keep = len(pair)
+			}
+		}
+	}
+	return own, keep
+}
+
+// isOwnCookie reports whether a "name=value" pair is one of the module's
+// cookies: the session, its chunks, or a login transaction.
+func (j *cookieJar) isOwnCookie(pair string) bool {
+	name, _, _ := strings.Cut(pair, "=")
+	return name == j.name || strings.HasPrefix(name, j.chunkPrefix) || strings.HasPrefix(name, j.txn)
 }

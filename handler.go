@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -43,9 +44,11 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 // the request without the module's cookies.
 func (p *PKCEAuth) authenticate(r *http.Request, jar *cookieJar, s *activeSession) {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		for _, kv := range s.placeholders {
-			repl.Set(kv[0], kv[1])
-		}
+		// One lookup function answers all {http.auth.user.*} placeholders,
+		// when and if they are used. Setting each one instead costs an
+		// interface conversion per value and grows the Replacer's map: about
+		// 16 allocations on every authenticated request.
+		repl.Map(s.placeholder)
 	}
 	for i, name := range p.headerNames {
 		r.Header.Del(name)
@@ -88,3 +91,19 @@ func sortedKeys(m map[string]string) []string {
 	sort.Strings(keys)
 	return slices.Clip(keys)
 }
+
+// placeholder answers the {http.auth.user.*} placeholders of the session,
+// as a caddy.ReplacerFunc.
+func (s *activeSession) placeholder(key string) (any, bool) {
+	if !strings.HasPrefix(key, userPlaceholderPrefix) {
+		return nil, false
+	}
+	for _, kv := range s.placeholders {
+		if kv[0] == key {
+			return kv[1], true
+		}
+	}
+	return nil, false
+}
+
+const userPlaceholderPrefix = "http.auth.user."
