@@ -148,8 +148,10 @@ func (p *PKCEAuth) openTransaction(name, value string) (*transaction, bool) {
 	if json.Unmarshal(plain, &txn) != nil || len(txn.State) < txnIDLength {
 		return nil, false
 	}
+	// A start slightly in the future is another instance's clock running
+	// ahead of this one's (no sticky sessions): allow clock_skew for it.
 	age := now().Unix() - txn.Created
-	if age < 0 || age > int64(time.Duration(p.LoginTimeout)/time.Second) {
+	if age < -int64(time.Duration(p.ClockSkew)/time.Second) || age > int64(time.Duration(p.LoginTimeout)/time.Second) {
 		return nil, false
 	}
 	return &txn, true
