@@ -170,6 +170,16 @@ func (pr *provider) discover(ctx context.Context) (*providerState, error) {
 		if cfg.DiscoveryURL != "" && extras.Issuer != cfg.Issuer {
 			return nil, fmt.Errorf("the discovery document at %s says issuer %q, but issuer is configured as %q", cfg.DiscoveryURL, extras.Issuer, cfg.Issuer)
 		}
+		if cfg.UserinfoEndpoint != "" {
+			// go-oidc's UserInfo calls the endpoint its Provider was made
+			// with, so the override needs a Provider of its own.
+			var pc oidc.ProviderConfig
+			if err := op.Claims(&pc); err != nil {
+				return nil, fmt.Errorf("%w: reading discovery document: %v", errProviderUnavailable, err)
+			}
+			pc.UserInfoURL = cfg.UserinfoEndpoint
+			op = pc.NewProvider(context.WithoutCancel(ctx))
+		}
 	}
 
 	st := &providerState{
