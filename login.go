@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 )
@@ -166,10 +167,22 @@ func (p *PKCEAuth) redirectURI(r *http.Request) string {
 	return requestOrigin(r) + p.CallbackPath
 }
 
+// requestOrigin is the origin the browser used. Behind a TLS-terminating
+// proxy the request arrives over plain HTTP; the scheme is then taken from
+// X-Forwarded-Proto, but only when Caddy's trusted_proxies lists the
+// proxy (anyone else could send the header).
 func requestOrigin(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
+	} else if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+		if values := r.Header.Values("X-Forwarded-Proto"); len(values) > 0 {
+			// The last value is the one the nearest (trusted) proxy added.
+			list := strings.Split(values[len(values)-1], ",")
+			if proto := strings.ToLower(strings.TrimSpace(list[len(list)-1])); proto == "https" {
+				scheme = "https"
+			}
+		}
 	}
 	return (&url.URL{Scheme: scheme, Host: r.Host}).String()
 }
