@@ -70,12 +70,42 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    clock_skew             <duration>
 //	    header                 <field> <claim>
 //	    keep_cookies
+//	    session {
+//	        store cookie|caddy_storage
+//	        store redis [<address...>] {
+//	            addresses      <address...>
+//	            username       <user>
+//	            password       <password>
+//	            db             <n>
+//	            master_name    <name>
+//	            cluster
+//	            tls [{
+//	                insecure_skip_verify
+//	                server_name <name>
+//	            }]
+//	            key_prefix     <prefix>
+//	            pool_size      <n>
+//	            dial_timeout   <duration>
+//	            read_timeout   <duration>
+//	            write_timeout  <duration>
+//	        }
+//	        cache_ttl  <duration>|off
+//	        cache_size <n>
+//	    }
+//	    refresh                    on|off
+//	    refresh_leeway             <duration>
+//	    refresh_on                 access_token|id_token
+//	    keep_session_when_idp_down
+//	    pass_access_token          [<header>]
 //	}
 //
 // Each subdirective sets the JSON field of the same name (auth_param fills
 // auth_params, header fills headers) and may be given once, except
 // auth_param and header, which may be repeated with different names.
-// `idle_timeout off` disables the idle timeout. Values are taken as written:
+// `idle_timeout off` disables the idle timeout. The session block fills
+// session (the redis block session.redis, its addresses also given after
+// `store redis`); `cache_ttl off` reads the store on every request.
+// `pass_access_token` alone passes the token as `Authorization: Bearer`. Values are taken as written:
 // placeholders such as {env.OIDC_CLIENT_SECRET} are resolved when the
 // handler is provisioned, and enumerations and ranges are checked by
 // Validate.
@@ -219,8 +249,36 @@ func (p *PKCEAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			p.Headers[args[0]] = args[1]
 		case "keep_cookies":
 			err = setFlag(d, &p.KeepCookies)
+		case "session":
+			p.Session, err = unmarshalSession(d)
+		case "refresh":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				switch v {
+				case "on", "off":
+					on := v == "on"
+					p.Refresh = &on
+				default:
+					return d.Errf("refresh must be on or off, not %q", v)
+				}
+			}
+		case "refresh_leeway":
+			err = durationArg(d, name, &p.RefreshLeeway)
+		case "refresh_on":
+			err = oneArg(d, &p.RefreshOn)
+		case "keep_session_when_idp_down":
+			err = setFlag(d, &p.KeepSessionWhenIdPDown)
+		case "pass_access_token":
+			switch args := d.RemainingArgs(); len(args) {
+			case 0:
+				p.PassAccessToken = "Authorization"
+			case 1:
+				p.PassAccessToken = args[0]
+			default:
+				return d.ArgErr()
+			}
 		case "{":
-			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block")
+			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block, except session")
 		default:
 			return d.Errf("unrecognized subdirective %s", name)
 		}
@@ -230,6 +288,141 @@ func (p *PKCEAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	return nil
 }
+
+// unmarshalSession parses the session block.
+func unmarshalSession(d *caddyfile.Dispenser) (*SessionConfig, error) {
+	if d.NextArg() {
+		return nil, d.Errf("session takes no arguments, found %q; put the settings in its block", d.Val())
+	}
+	cfg := new(SessionConfig)
+	seen := make(map[string]bool)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return nil, d.Errf("session: %s may be given only once", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "store":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			cfg.Store = d.Val()
+			if cfg.Store == storeRedis {
+				cfg.Redis = &RedisConfig{Addresses: d.RemainingArgs()}
+				err = unmarshalRedis(d, cfg.Redis)
+			} else if d.NextArg() || d.NextBlock(d.Nesting()) {
+				return nil, d.Errf("session: store %s takes no arguments or block", cfg.Store)
+			}
+		case "cache_ttl":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				if v == "off" {
+					cfg.CacheTTL = cacheTTLOff
+				} else {
+					err = parseDuration(d, name, v, &cfg.CacheTTL)
+				}
+			}
+		case "cache_size":
+			err = intArg(d, name, &cfg.CacheSize)
+		default:
+			return nil, d.Errf("unrecognized session subdirective %s", name)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
+}
+
+// unmarshalRedis parses the block after `store redis`.
+func unmarshalRedis(d *caddyfile.Dispenser, cfg *RedisConfig) error {
+	seen := make(map[string]bool)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("redis: %s may be given only once", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "addresses":
+			if len(cfg.Addresses) > 0 {
+				return d.Errf("redis: addresses are already given after store redis")
+			}
+			err = someArgs(d, &cfg.Addresses)
+		case "username":
+			err = oneArg(d, &cfg.Username)
+		case "password":
+			err = oneArg(d, &cfg.Password)
+		case "db":
+			err = intArg(d, name, &cfg.DB)
+		case "master_name":
+			err = oneArg(d, &cfg.MasterName)
+		case "cluster":
+			err = setFlag(d, &cfg.Cluster)
+		case "tls":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			cfg.TLS = &RedisTLS{Enabled: true}
+			tlsSeen := make(map[string]bool)
+			for tlsNesting := d.Nesting(); d.NextBlock(tlsNesting); {
+				sub := d.Val()
+				if tlsSeen[sub] {
+					return d.Errf("redis tls: %s may be given only once", sub)
+				}
+				tlsSeen[sub] = true
+				switch sub {
+				case "insecure_skip_verify":
+					err = setFlag(d, &cfg.TLS.InsecureSkipVerify)
+				case "server_name":
+					err = oneArg(d, &cfg.TLS.ServerName)
+				default:
+					return d.Errf("unrecognized redis tls subdirective %s", sub)
+				}
+				if err != nil {
+					return err
+				}
+			}
+		case "key_prefix":
+			err = oneArg(d, &cfg.KeyPrefix)
+		case "pool_size":
+			err = intArg(d, name, &cfg.PoolSize)
+		case "dial_timeout":
+			err = durationArg(d, name, &cfg.DialTimeout)
+		case "read_timeout":
+			err = durationArg(d, name, &cfg.ReadTimeout)
+		case "write_timeout":
+			err = durationArg(d, name, &cfg.WriteTimeout)
+		default:
+			return d.Errf("unrecognized redis subdirective %s", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// intArg reads exactly one whole-number argument of subdirective name.
+func intArg(d *caddyfile.Dispenser, name string, dst *int) error {
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return d.Errf("%s: %q is not a whole number", name, v)
+	}
+	*dst = n
+	return nil
+}
+
+// cacheTTLOff is what `cache_ttl off` stores: any negative value reads the
+// store on every request.
+const cacheTTLOff = caddy.Duration(-1)
 
 // idleTimeoutOff is what `idle_timeout off` stores: any negative value
 // disables the idle timeout.

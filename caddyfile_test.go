@@ -79,6 +79,30 @@ var caddyfileCases = []struct {
 			header                 X-User-Email email
 			header                 X-User-Groups groups
 			keep_cookies
+			session {
+				store redis 10.0.0.1:26379 10.0.0.2:26379 {
+					username      caddy
+					password      {env.REDIS_PASSWORD}
+					db            2
+					master_name   sessions
+					tls {
+						insecure_skip_verify
+						server_name redis.internal
+					}
+					key_prefix    app:
+					pool_size     20
+					dial_timeout  3s
+					read_timeout  500ms
+					write_timeout 750ms
+				}
+				cache_ttl  2s
+				cache_size 500
+			}
+			refresh                    off
+			refresh_leeway             2m
+			refresh_on                 id_token
+			keep_session_when_idp_down
+			pass_access_token          X-Access-Token
 		}`,
 		want: PKCEAuth{
 			Issuer:                "https://idp.example.com/realms/main",
@@ -120,7 +144,72 @@ var caddyfileCases = []struct {
 			ClockSkew:             caddy.Duration(2 * time.Minute),
 			Headers:               map[string]string{"X-User-Email": "email", "X-User-Groups": "groups"},
 			KeepCookies:           true,
+			Session: &SessionConfig{
+				Store: "redis",
+				Redis: &RedisConfig{
+					Addresses:    []string{"10.0.0.1:26379", "10.0.0.2:26379"},
+					Username:     "caddy",
+					Password:     "{env.REDIS_PASSWORD}",
+					DB:           2,
+					MasterName:   "sessions",
+					TLS:          &RedisTLS{Enabled: true, InsecureSkipVerify: true, ServerName: "redis.internal"},
+					KeyPrefix:    "app:",
+					PoolSize:     20,
+					DialTimeout:  caddy.Duration(3 * time.Second),
+					ReadTimeout:  caddy.Duration(500 * time.Millisecond),
+					WriteTimeout: caddy.Duration(750 * time.Millisecond),
+				},
+				CacheTTL:  caddy.Duration(2 * time.Second),
+				CacheSize: 500,
+			},
+			Refresh:                new(bool),
+			RefreshLeeway:          caddy.Duration(2 * time.Minute),
+			RefreshOn:              "id_token",
+			KeepSessionWhenIdPDown: true,
+			PassAccessToken:        "X-Access-Token",
 		},
+	},
+	{
+		name: "session stores",
+		input: `pkce_auth {
+			session {
+				store caddy_storage
+				cache_ttl off
+			}
+			refresh on
+			pass_access_token
+		}`,
+		want: PKCEAuth{
+			Session:         &SessionConfig{Store: "caddy_storage", CacheTTL: cacheTTLOff},
+			Refresh:         func() *bool { on := true; return &on }(),
+			PassAccessToken: "Authorization",
+		},
+	},
+	{
+		name: "redis cluster with addresses in the block and plain tls",
+		input: `pkce_auth {
+			session {
+				store redis {
+					addresses redis-0:6379
+					cluster
+					tls
+				}
+			}
+		}`,
+		want: PKCEAuth{Session: &SessionConfig{Store: "redis", Redis: &RedisConfig{
+			Addresses: []string{"redis-0:6379"},
+			Cluster:   true,
+			TLS:       &RedisTLS{Enabled: true},
+		}}},
+	},
+	{
+		name: "session cookie store",
+		input: `pkce_auth {
+			session {
+				store cookie
+			}
+		}`,
+		want: PKCEAuth{Session: &SessionConfig{Store: "cookie"}},
 	},
 	{
 		name: "idle_timeout off",
@@ -310,6 +399,58 @@ var caddyfileErrors = map[string]struct {
 	"subdirective with a block": {
 		input:   "pkce_auth {\n issuer https://idp {\n }\n}",
 		wantErr: "do not take a block",
+	},
+	"session with an argument": {
+		input:   "pkce_auth {\n session redis\n}",
+		wantErr: `session takes no arguments, found "redis"`,
+	},
+	"unknown session subdirective": {
+		input:   "pkce_auth {\n session {\n  stor redis\n }\n}",
+		wantErr: "unrecognized session subdirective stor",
+	},
+	"duplicate session subdirective": {
+		input:   "pkce_auth {\n session {\n  store cookie\n  store redis a:1\n }\n}",
+		wantErr: "session: store may be given only once",
+	},
+	"store without a name": {
+		input:   "pkce_auth {\n session {\n  store\n }\n}",
+		wantErr: "wrong argument count",
+	},
+	"cookie store with arguments": {
+		input:   "pkce_auth {\n session {\n  store cookie a:1\n }\n}",
+		wantErr: "store cookie takes no arguments or block",
+	},
+	"caddy_storage store with a block": {
+		input:   "pkce_auth {\n session {\n  store caddy_storage {\n   key_prefix x\n  }\n }\n}",
+		wantErr: "store caddy_storage takes no arguments or block",
+	},
+	"unknown redis subdirective": {
+		input:   "pkce_auth {\n session {\n  store redis a:1 {\n   passwd x\n  }\n }\n}",
+		wantErr: "unrecognized redis subdirective passwd",
+	},
+	"redis addresses twice": {
+		input:   "pkce_auth {\n session {\n  store redis a:1 {\n   addresses b:1\n  }\n }\n}",
+		wantErr: "addresses are already given",
+	},
+	"bad redis db": {
+		input:   "pkce_auth {\n session {\n  store redis a:1 {\n   db one\n  }\n }\n}",
+		wantErr: `db: "one" is not a whole number`,
+	},
+	"unknown redis tls subdirective": {
+		input:   "pkce_auth {\n session {\n  store redis a:1 {\n   tls {\n    ca x\n   }\n  }\n }\n}",
+		wantErr: "unrecognized redis tls subdirective ca",
+	},
+	"bad cache_ttl": {
+		input:   "pkce_auth {\n session {\n  cache_ttl soon\n }\n}",
+		wantErr: `cache_ttl: "soon" is not a duration`,
+	},
+	"refresh with a bad value": {
+		input:   "pkce_auth {\n refresh yes\n}",
+		wantErr: `refresh must be on or off, not "yes"`,
+	},
+	"pass_access_token with two headers": {
+		input:   "pkce_auth {\n pass_access_token A B\n}",
+		wantErr: "wrong argument count",
 	},
 	"flag with a block": {
 		input:   "pkce_auth {\n userinfo {\n }\n}",

@@ -23,7 +23,18 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		return p.serveLogout(w, r, jar)
 	}
 
-	s, touch := p.loadSession(r, jar)
+	s, touch, err := p.store.load(r, jar)
+	if err != nil {
+		p.logStoreError(r, err)
+		return p.storeUnavailable(w, r)
+	}
+	if s != nil && s.refreshAt != 0 && now().Unix() >= s.refreshAt {
+		if s, err = p.refreshRequest(w, r, jar, s); err != nil {
+			p.logStoreError(r, err)
+			return p.storeUnavailable(w, r)
+		}
+		touch = false // a refresh records the use
+	}
 	if s == nil {
 		if isNavigation(r) {
 			return p.startLogin(w, r, jar)
@@ -33,7 +44,7 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 			"This resource needs a signed-in session. Sign in through the site first.")
 	}
 	if touch {
-		p.touch(w, r, jar, s)
+		p.store.touch(w, r, jar, s)
 	}
 	p.authenticate(r, jar, s)
 	return next.ServeHTTP(w, r)
@@ -56,17 +67,14 @@ func (p *PKCEAuth) authenticate(r *http.Request, jar *cookieJar, s *activeSessio
 			r.Header.Set(name, v)
 		}
 	}
+	if p.PassAccessToken != "" {
+		r.Header.Del(p.PassAccessToken)
+		if s.bearer != "" {
+			r.Header.Set(p.PassAccessToken, s.bearer)
+		}
+	}
 	if !p.KeepCookies {
 		jar.stripCookies(r)
-	}
-}
-
-// touch writes the session back with a new idle timestamp.
-func (p *PKCEAuth) touch(w http.ResponseWriter, r *http.Request, jar *cookieJar, s *activeSession) {
-	updated := *s.session
-	updated.LastSeen = now().Unix()
-	if !p.saveSession(w, r, jar, &updated) {
-		p.logger.Warn("session could not be refreshed: too large for cookies", zap.String("user_id", s.UserID))
 	}
 }
 

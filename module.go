@@ -208,6 +208,38 @@ type PKCEAuth struct {
 	// (they are removed from the request).
 	KeepCookies bool `json:"keep_cookies,omitempty"`
 
+	// Where sessions are kept: the sealed cookie (default), Redis, or
+	// Caddy's storage. See SessionConfig. Default: `{"store": "cookie"}`.
+	Session *SessionConfig `json:"session,omitempty"`
+
+	// Refresh the tokens with the refresh token before they expire, when
+	// the provider issued one. Providers that issue refresh tokens only
+	// for the `offline_access` scope need it in scopes (it is never added
+	// by itself). false keeps the tokens of the login for the whole
+	// session. Default: true.
+	Refresh *bool `json:"refresh,omitempty"`
+
+	// How long before the watched token's expiry a request triggers the
+	// refresh (capped at half the token's lifetime). Default: 60s.
+	RefreshLeeway caddy.Duration `json:"refresh_leeway,omitempty"`
+
+	// Which token's expiry triggers the refresh: `access_token` or
+	// `id_token`. Default: `access_token`.
+	RefreshOn string `json:"refresh_on,omitempty"`
+
+	// When a refresh fails because the provider cannot be reached (not
+	// when it refuses), keep the session until its absolute expiry
+	// instead of treating requests as signed out once the token has
+	// expired. Default: false.
+	KeepSessionWhenIdPDown bool `json:"keep_session_when_idp_down,omitempty"`
+
+	// Pass the session's access token (refreshed as needed) to the
+	// upstream in this request header: `Authorization` gets
+	// `Bearer <token>`, any other header the bare token. A client-supplied
+	// header of that name is always removed first. In cookie mode the
+	// access token then travels in the cookie. Default: none (not passed).
+	PassAccessToken string `json:"pass_access_token,omitempty"`
+
 	// runtime state, built in Provision
 	logger      *zap.Logger
 	provider    *provider
@@ -221,6 +253,16 @@ type PKCEAuth struct {
 	jars        [2]cookieJar // plain, secure
 	events      eventEmitter
 	stop        chan struct{}
+
+	// sessions store and refresh (store.go, refresh.go)
+	store            sessionStore
+	server           *serverStore // the store when server-side, else nil
+	refreshing       bool
+	refreshLeeway    int64 // seconds
+	refreshOnIDToken bool
+	passBearer       bool
+	refreshFlights   *flightGroup
+	refreshResults   *resultCache
 }
 
 // CaddyModule returns the Caddy module information.
@@ -259,6 +301,9 @@ func (p *PKCEAuth) Provision(ctx caddy.Context) error {
 	p.headerNames = sortedKeys(p.Headers)
 	p.buildJars()
 	p.sessions = newSessionCache(sessionCacheSize)
+	if err := p.provisionSessions(ctx, repl, keys); err != nil {
+		return err
+	}
 	p.metrics = newMetrics(ctx)
 	p.events = newEventEmitter(ctx, p.logger)
 	p.stop = make(chan struct{})
@@ -331,6 +376,27 @@ func (p *PKCEAuth) setDefaults() {
 	}
 	if p.ClockSkew == 0 {
 		p.ClockSkew = caddy.Duration(defaultClockSkew)
+	}
+	if p.Session == nil {
+		p.Session = new(SessionConfig)
+	}
+	if p.Session.Store == "" {
+		p.Session.Store = storeCookie
+	}
+	if p.Session.CacheTTL == 0 {
+		p.Session.CacheTTL = caddy.Duration(defaultStoreCacheTTL)
+	}
+	if p.Session.CacheSize == 0 {
+		p.Session.CacheSize = defaultStoreCache
+	}
+	if p.Session.Redis != nil {
+		p.Session.Redis.setDefaults()
+	}
+	if p.RefreshLeeway == 0 {
+		p.RefreshLeeway = caddy.Duration(defaultRefreshLeeway)
+	}
+	if p.RefreshOn == "" {
+		p.RefreshOn = refreshOnAccessToken
 	}
 }
 
@@ -468,6 +534,9 @@ func (p *PKCEAuth) Validate() error {
 			return fmt.Errorf("auth_params: %s is set by the login flow and cannot be overridden", name)
 		}
 	}
+	if err := p.validateSessions(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -476,6 +545,7 @@ func (p *PKCEAuth) Cleanup() error {
 	if p.stop != nil {
 		close(p.stop)
 	}
+	p.cleanupSessions()
 	return nil
 }
 

@@ -2,14 +2,20 @@ package pkceauth
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
-// session is what the sealed session cookie holds. Field names are short
-// because every byte travels with every request.
+// session is what the sealed session cookie holds, and with a server-side
+// store the record kept there. Field names are short because in cookie mode
+// every byte travels with every request.
 type session struct {
 	UserID            string            `json:"uid"`
 	Subject           string            `json:"sub"`
@@ -24,6 +30,15 @@ type session struct {
 	LastSeen          int64             `json:"ls"`  // for the idle timeout, unix seconds
 	SID               string            `json:"sid,omitempty"`
 	IDToken           string            `json:"idt,omitempty"` // for id_token_hint at logout
+
+	// Tokens for refresh and pass_access_token. A server-side store keeps
+	// them all; in cookie mode only what is needed goes into the cookie
+	// (see keepTokens).
+	AccessToken   string `json:"at,omitempty"`
+	RefreshToken  string `json:"rt,omitempty"`
+	AccessExpiry  int64  `json:"ate,omitempty"` // unix seconds, 0 when unknown
+	IDTokenExpiry int64  `json:"ite,omitempty"` // unix seconds, 0 when unknown
+	TokenTime     int64  `json:"tt,omitempty"`  // when the tokens were issued
 }
 
 // now is the clock; tests replace it.
@@ -36,6 +51,24 @@ type activeSession struct {
 	groups       string
 	placeholders [][2]string // key, value for the replacer
 	headers      []string    // values aligned with PKCEAuth.headerNames
+	bearer       string      // the pass_access_token header value, "" for none
+	refreshAt    int64       // unix seconds from which to refresh; 0 never
+
+	// seen is the last use known to this instance, for the idle timeout:
+	// the cookie's LastSeen in cookie mode; with a server-side store also
+	// advanced by touches (written back at most once per touch interval).
+	seen atomic.Int64
+
+	// With a server-side store: the session id and the cookie value it was
+	// read under (the cache key), and until when (unix nanoseconds) this
+	// copy may be used without reading the store again.
+	id     string
+	sealed string
+	fresh  int64
+
+	// In cookie mode, the JSON of a refreshed session, sealed into the
+	// cookie of each response that carried the old state.
+	plain []byte
 }
 
 func (p *PKCEAuth) activate(s *session) *activeSession {
@@ -53,6 +86,14 @@ func (p *PKCEAuth) activate(s *session) *activeSession {
 	}
 	for _, h := range p.headerNames {
 		a.headers = append(a.headers, s.Claims[p.Headers[h]])
+	}
+	a.seen.Store(s.LastSeen)
+	a.refreshAt = p.refreshAt(s)
+	if p.PassAccessToken != "" && s.AccessToken != "" {
+		a.bearer = s.AccessToken
+		if p.passBearer {
+			a.bearer = "Bearer " + s.AccessToken
+		}
 	}
 	return a
 }
@@ -114,6 +155,36 @@ func touchInterval(idle int64) int64 {
 	return max(min(idle/4, 300), 1)
 }
 
+// startSession keeps the new session of a login, with its tokens, in the
+// configured store and sets the cookie. It returns the failure to show
+// when that is not possible.
+func (p *PKCEAuth) startSession(w http.ResponseWriter, r *http.Request, jar *cookieJar, s *session, token *oauth2.Token) *loginFailure {
+	raw, _ := token.Extra("id_token").(string)
+	p.keepTokens(s, token, raw, time.Unix(s.IssuedAt, 0))
+	err := p.store.create(r.Context(), w, r, jar, s)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errSessionTooLarge):
+		return failLogin(http.StatusInternalServerError, "Session too large",
+			"Your account's sign-in data is too large to keep in cookies. Ask the site's administrator to keep fewer claims or to use a server-side session store.",
+			fmt.Sprintf("session does not fit in %d cookies of %d bytes; keep fewer claims or use session store redis or caddy_storage", maxChunks, maxChunkLen))
+	default:
+		w.Header().Set("Retry-After", "5")
+		return failLogin(http.StatusServiceUnavailable, "Session store unavailable",
+			"You signed in, but the session could not be saved because the session store is unreachable. Please try again in a moment.",
+			truncate(err.Error(), 300))
+	}
+}
+
+// endSession ends the request's session in the store and clears the
+// cookie; it returns the session that ended, if there was one. It fails
+// only when a server-side store cannot be reached, and then the cookie is
+// kept, so that the logout can be retried and really ends the session.
+func (p *PKCEAuth) endSession(w http.ResponseWriter, r *http.Request, jar *cookieJar) (*activeSession, error) {
+	return p.store.remove(r.Context(), w, r, jar)
+}
+
 // saveSession seals s into the response. It reports false when the session
 // is too large for the cookies, which the caller must treat as a failure.
 func (p *PKCEAuth) saveSession(w http.ResponseWriter, r *http.Request, jar *cookieJar, s *session) bool {
@@ -168,4 +239,15 @@ func (c *sessionCache) remove(sealed string) {
 	c.mu.Lock()
 	delete(c.entries, sealed)
 	c.mu.Unlock()
+}
+
+// removeIf drops every entry for which drop returns true.
+func (c *sessionCache) removeIf(drop func(*activeSession) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, a := range c.entries {
+		if drop(a) {
+			delete(c.entries, k)
+		}
+	}
 }
