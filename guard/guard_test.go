@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -302,4 +303,109 @@ func TestHandleErrors(t *testing.T) {
 	if !errors.As(err, &he) || he.StatusCode != http.StatusBadRequest || !strings.Contains(he.Err.Error(), "code_challenge is required") {
 		t.Errorf("got %v, want a caddyhttp.Error with status 400", err)
 	}
+}
+
+// TestPendingCookie checks the pending-request cookie: set by an accepted
+// authorization request with safe attributes (the __Host- prefix, Secure
+// and SameSite=None over HTTPS), sealed, and cleared when the code is bound.
+func TestPendingCookie(t *testing.T) {
+	g, _ := newGuard(t, flowsConfig)
+	legacy := newLegacyServer()
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		legacy.ServeHTTP(w, r)
+		return nil
+	})
+	for _, tls := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = g.ServeHTTP(w, r, next) })
+			srv := httptest.NewUnstartedServer(h)
+			if tls {
+				srv.StartTLS()
+			} else {
+				srv.Start()
+			}
+			defer srv.Close()
+			e := &env{base: srv.URL, legacy: legacy}
+			b := newBrowser(t, e)
+			if tls {
+				b.client.Transport = srv.Client().Transport
+			}
+			q, v := s256Params(publicApp, publicAppCB, "st-ck")
+			resp, page := b.authorize(q)
+			var set *http.Cookie
+			for _, c := range resp.Cookies() {
+				if strings.Contains(c.Name, cookiePrefix) {
+					set = c
+				}
+			}
+			if set == nil {
+				t.Fatal("no pending-request cookie set")
+			}
+			wantName, wantSameSite := cookiePrefix, http.SameSiteLaxMode
+			if tls {
+				wantName, wantSameSite = secureCookiePrefix, http.SameSiteNoneMode
+			}
+			if !strings.HasPrefix(set.Name, wantName) || !set.HttpOnly || set.Secure != tls || set.SameSite != wantSameSite ||
+				set.Path != "/" || set.Domain != "" || set.MaxAge != int(defaultBindingLifetime.Seconds()) {
+				t.Errorf("cookie %s", set.String())
+			}
+			for _, secret := range []string{q.Get("code_challenge"), "st-ck", publicAppCB, url.QueryEscape(publicAppCB)} {
+				if strings.Contains(set.Value, secret) {
+					t.Errorf("cookie value shows %q", secret)
+				}
+			}
+			u, _ := url.Parse(srv.URL)
+			if n := len(b.client.Jar.Cookies(u)); n == 0 {
+				t.Fatal("the browser did not keep the cookie")
+			}
+			resp = b.signIn(page)
+			code := codeOf(location(t, resp, http.StatusFound))
+			for _, c := range b.client.Jar.Cookies(u) {
+				if strings.Contains(c.Name, cookiePrefix) {
+					t.Errorf("cookie %s still set after the code was bound", c.Name)
+				}
+			}
+			if tls {
+				e.base = srv.URL
+				req, _ := http.NewRequest(http.MethodPost, srv.URL+"/oauth/token", strings.NewReader(codeForm(publicApp, publicAppCB, code, v).Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				tr, err := srv.Client().Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tr.Body.Close()
+				if tr.StatusCode != http.StatusOK {
+					t.Errorf("token request over HTTPS: %d", tr.StatusCode)
+				}
+			} else {
+				wantTokens(t, e.token(t, codeForm(publicApp, publicAppCB, code, v)))
+			}
+		})
+	}
+}
+
+// TestTamperedCookieIgnored checks that a forged or altered cookie binds
+// nothing.
+func TestTamperedCookieIgnored(t *testing.T) {
+	g, _ := newGuard(t, flowsConfig)
+	e := serveGuard(t, g)
+	victim, attacker := newBrowser(t, e), newBrowser(t, e)
+	q, _ := s256Params(publicApp, publicAppCB, "")
+	_, page := victim.authorize(q)
+	// The attacker's own sealed cookie, for their own challenge, planted
+	// under the name the victim's flow would use, does not open there...
+	qa, va := s256Params(publicApp, publicAppCB, "")
+	resp, _ := attacker.authorize(qa)
+	u, _ := url.Parse(e.base)
+	for _, c := range resp.Cookies() {
+		v := []byte(c.Value)
+		if i := len(v) / 2; v[i] == 'A' {
+			v[i] = 'B'
+		} else {
+			v[i] = 'A'
+		}
+		attacker.client.Jar.SetCookies(u, []*http.Cookie{{Name: c.Name, Value: string(v)}})
+	}
+	code := codeOf(location(t, attacker.signIn(page), http.StatusFound))
+	wantTokenError(t, e.token(t, codeForm(publicApp, publicAppCB, code, va)), "invalid_grant", "no PKCE challenge")
 }
