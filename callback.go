@@ -109,10 +109,8 @@ func (p *PKCEAuth) serveCallback(w http.ResponseWriter, r *http.Request, jar *co
 		return p.callbackFailed(w, r, f, txn)
 	}
 
-	if !p.saveSession(w, r, jar, s) {
-		return p.callbackFailed(w, r, failLogin(http.StatusInternalServerError, "Session too large",
-			"Your account's sign-in data is too large to keep in cookies. Ask the site's administrator to keep fewer claims.",
-			fmt.Sprintf("session does not fit in %d cookies of %d bytes; keep fewer claims", maxChunks, maxChunkLen)), txn)
+	if f := p.startSession(w, r, jar, s, token); f != nil {
+		return p.callbackFailed(w, r, f, txn)
 	}
 
 	p.metrics.loginSucceeded()

@@ -26,11 +26,11 @@ func (p *PKCEAuth) serveLogout(w http.ResponseWriter, r *http.Request, jar *cook
 			"Logging out must be started from this site. Use the site's own logout link.")
 	}
 
-	s, _ := p.loadSession(r, jar)
-	if sealed := jar.readSession(r); sealed != "" {
-		p.sessions.remove(sealed)
+	s, err := p.endSession(w, r, jar)
+	if err != nil {
+		p.logStoreError(r, err)
+		return p.storeUnavailable(w, r)
 	}
-	jar.clearSession(w, r)
 
 	target := p.PostLogoutRedirect
 	if s != nil {
