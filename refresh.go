@@ -161,6 +161,11 @@ func (p *PKCEAuth) refreshRequest(w http.ResponseWriter, r *http.Request, jar *c
 		p.store.deliver(w, r, jar, na)
 		return na, nil
 	case errors.Is(err, errStoreDown):
+		// The store is needed for the refresh, not for a token that is
+		// still valid: serve this request, try again with the next.
+		if now().Unix() < p.tokenExpiry(a.session) {
+			return a, nil
+		}
 		return nil, err
 	case errors.Is(err, errRefreshUnavailable):
 		// Keep what the session has while its token is still valid, or

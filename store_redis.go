@@ -178,7 +178,6 @@ func newRedisBackend(cfg *RedisConfig, repl *caddy.Replacer, lockTTL time.Durati
 		DialTimeout:   time.Duration(resolved.DialTimeout),
 		ReadTimeout:   time.Duration(resolved.ReadTimeout),
 		WriteTimeout:  time.Duration(resolved.WriteTimeout),
-		ClientName:    "caddy-pkce",
 		// Fail fast: a request waiting on a store that is down should get
 		// its 503 in milliseconds, not after seconds of retries; the
 		// store's health check (storeHealth) retries on its own.
