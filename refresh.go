@@ -157,6 +157,8 @@ func (p *PKCEAuth) refreshRequest(w http.ResponseWriter, r *http.Request, jar *c
 		return p.refreshSession(ctx, a)
 	})
 	switch {
+	case err == nil && na == nil: // cannot happen; never let a nil through
+		return nil, nil
 	case err == nil:
 		p.store.deliver(w, r, jar, na)
 		return na, nil

@@ -304,10 +304,13 @@ func (st *serverStore) reload(ctx context.Context, a *activeSession) (*activeSes
 	if err != nil {
 		return nil, err
 	}
+	na.sealed = a.sealed
+	if na.sealed != "" {
+		st.cache.put(na.sealed, na) // what this instance now knows
+	}
 	if na.session == nil {
 		return nil, nil
 	}
-	na.sealed = a.sealed
 	return na, nil
 }
 
