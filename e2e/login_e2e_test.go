@@ -192,8 +192,11 @@ func TestReloadStaysLoggedIn(t *testing.T) {
 	if loc := tb.location(); loc != stack.site+"/deep/page.html?again=1" {
 		t.Errorf("the browser ended at %s", loc)
 	}
-	if seen := opRecorded(t, mark); len(seen) != 0 {
-		t.Errorf("the browser went back to the provider %d times: first %s %s", len(seen), seen[0].Method, seen[0].Path)
+	for _, e := range opRecorded(t, mark) {
+		// The browser may still fetch the login page's favicon late.
+		if e.Path != "/favicon.ico" {
+			t.Errorf("the browser went back to the provider: %s %s", e.Method, e.Path)
+		}
 	}
 }
 
