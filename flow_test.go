@@ -1036,3 +1036,61 @@ func proxyRoots(srv *httptest.Server) *x509.CertPool {
 	pool.AddCert(srv.Certificate())
 	return pool
 }
+
+// TestPlaceholdersInMatchers: later routes can match on the identity with
+// the expression matcher, e.g. to restrict an area to some users.
+func TestPlaceholdersInMatchers(t *testing.T) {
+	op := testop.New(t, testop.Config{})
+	respond := func(status int, body string) map[string]any {
+		return map[string]any{"handler": "static_response", "status_code": status, "body": body}
+	}
+	s := startSite(t, op, siteOptions{next: []any{map[string]any{
+		"handler": "subroute",
+		"routes": []any{
+			map[string]any{
+				"match":    []any{map[string]any{"expression": `{http.auth.user.id} == 'alice-sub' && {http.auth.user.email}.endsWith('@example.com') && {http.auth.user.groups}.contains('admins')`}},
+				"handle":   []any{respond(200, "admin area for {http.auth.user.preferred_username}")},
+				"terminal": true,
+			},
+			map[string]any{"handle": []any{respond(403, "not for {http.auth.user.id}")}},
+		},
+	}}})
+	alice := newBrowser(t, s)
+	s.login(t, alice, "/admin")
+	r := alice.fetch(s.base + "/admin")
+	expectStatus(t, r, http.StatusOK)
+	if r.Body != "admin area for alice" {
+		t.Errorf("body %q", r.Body)
+	}
+
+	op.SetUser(testop.User{Subject: "bob-sub", Email: "bob@example.com", Groups: []string{"staff"}})
+	bob := newBrowser(t, s)
+	s.login(t, bob, "/admin")
+	r = bob.fetch(s.base + "/admin")
+	expectStatus(t, r, http.StatusForbidden)
+	if r.Body != "not for bob-sub" {
+		t.Errorf("body %q", r.Body)
+	}
+	// Without a session the matcher never sees a request.
+	expectStatus(t, newBrowser(t, s).fetch(s.base+"/admin"), http.StatusUnauthorized)
+}
+
+// TestProviderKeyRotation: after the provider rotates its signing key, ID
+// tokens under the new kid verify once the keys are fetched again.
+func TestProviderKeyRotation(t *testing.T) {
+	op := testop.New(t, testop.Config{})
+	s := startSite(t, op, siteOptions{})
+	s.login(t, newBrowser(t, s), "/")
+	jwks := op.Counts().JWKS
+	op.RotateKeys()
+	s.login(t, newBrowser(t, s), "/")
+	s.expectNoFailure(t)
+	if n := op.Counts().JWKS - jwks; n != 1 {
+		t.Errorf("JWKS fetched %d times after the rotation, want 1", n)
+	}
+	// The cached keys serve the next login.
+	s.login(t, newBrowser(t, s), "/")
+	if n := op.Counts().JWKS - jwks; n != 1 {
+		t.Errorf("JWKS fetched %d times for two logins after the rotation, want 1", n)
+	}
+}

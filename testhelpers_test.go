@@ -101,6 +101,8 @@ type siteOptions struct {
 	storage string
 	// trustedProxies trusts 127.0.0.1 as a proxy (X-Forwarded-*).
 	trustedProxies bool
+	// next replaces the echo upstream as the handlers after pkce_auth.
+	next []any
 }
 
 // site is a running Caddy config in front of the echo upstream.
@@ -200,20 +202,26 @@ func (s *site) authConfig() map[string]any {
 	return auth
 }
 
+// nextHandlers are the handlers after pkce_auth: the echo upstream unless
+// the test set its own.
+func (s *site) nextHandlers() []any {
+	if s.opts.next != nil {
+		return s.opts.next
+	}
+	return []any{map[string]any{
+		"handler":     "static_response",
+		"status_code": 200,
+		"headers":     map[string][]string{"Content-Type": {"text/plain; charset=utf-8"}},
+		"body":        echoBody,
+	}}
+}
+
 func (s *site) config() map[string]any {
 	server := map[string]any{
 		"listen": []string{fmt.Sprintf("127.0.0.1:%d", s.port)},
 		"routes": []any{map[string]any{
-			"@id": fmt.Sprintf("pkce-route-%d", s.loads),
-			"handle": []any{
-				s.authConfig(),
-				map[string]any{
-					"handler":     "static_response",
-					"status_code": 200,
-					"headers":     map[string][]string{"Content-Type": {"text/plain; charset=utf-8"}},
-					"body":        echoBody,
-				},
-			},
+			"@id":    fmt.Sprintf("pkce-route-%d", s.loads),
+			"handle": append([]any{s.authConfig()}, s.nextHandlers()...),
 		}},
 		"automatic_https": map[string]any{"disable": true},
 		"protocols":       []string{"h1", "h2"},
