@@ -164,7 +164,17 @@ func (p *PKCEAuth) redirectURI(r *http.Request) string {
 	if p.RedirectURL != "" {
 		return p.RedirectURL
 	}
-	return requestOrigin(r) + p.CallbackPath
+	return p.origin(r) + p.CallbackPath
+}
+
+// origin is the origin the browser used. cookie_secure always says the
+// browser talks HTTPS (Secure cookies travel over nothing else), even when
+// a TLS-terminating proxy hands the request on over plain HTTP.
+func (p *PKCEAuth) origin(r *http.Request) string {
+	if p.CookieSecure == "always" && r.TLS == nil {
+		return (&url.URL{Scheme: "https", Host: r.Host}).String()
+	}
+	return requestOrigin(r)
 }
 
 // requestOrigin is the origin the browser used. Behind a TLS-terminating

@@ -18,7 +18,7 @@ func (p *PKCEAuth) serveLogout(w http.ResponseWriter, r *http.Request, jar *cook
 		w.Header().Set("Allow", "GET, POST")
 		return p.fail(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Log out with GET or POST.")
 	}
-	if crossSite(r) {
+	if crossSite(r, p.origin(r)) {
 		if c := p.logger.Check(zap.WarnLevel, "cross-site logout refused"); c != nil {
 			c.Write(zap.String("remote_ip", remoteIP(r)), zap.String("origin", truncate(r.Header.Get("Origin"), 200)))
 		}
@@ -67,22 +67,22 @@ func (p *PKCEAuth) endSessionURL(r *http.Request, s *activeSession) string {
 		q.Set("id_token_hint", s.IDToken)
 	}
 	q.Set("client_id", p.ClientID)
-	q.Set("post_logout_redirect_uri", requestOrigin(r)+p.PostLogoutRedirect)
+	q.Set("post_logout_redirect_uri", p.origin(r)+p.PostLogoutRedirect)
 	u.RawQuery = q.Encode()
 	return u.String()
 }
 
 // crossSite reports a logout request started by another site, which must
 // not be able to log users out (a CSRF nuisance). Browsers send
-// Sec-Fetch-Site; older ones only Origin, on POST.
-func crossSite(r *http.Request) bool {
+// Sec-Fetch-Site; older ones only Origin, on POST. origin is this site's.
+func crossSite(r *http.Request, origin string) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "", "same-origin", "none":
 	default:
 		return true
 	}
-	if origin := r.Header.Get("Origin"); origin != "" && origin != "null" {
-		return origin != requestOrigin(r)
+	if sent := r.Header.Get("Origin"); sent != "" && sent != "null" {
+		return sent != origin
 	}
 	return r.Header.Get("Origin") == "null"
 }
