@@ -969,63 +969,74 @@ func TestUserinfo(t *testing.T) {
 }
 
 // TestBehindTLSProxy: Caddy serving plain HTTP behind a TLS-terminating
-// proxy listed in trusted_proxies, with cookie_secure always as documented
-// for that case. The browser's origin is https (the proxy says so in
-// X-Forwarded-Proto), so the redirect URI, the post-logout URI and the
-// same-origin check of logout must use https too.
+// proxy. The browser's origin is https, so the redirect URI, the
+// post-logout URI and the same-origin check of logout must use https too.
+// Caddy learns it from X-Forwarded-Proto when the proxy is listed in
+// trusted_proxies, or from cookie_secure always, documented for this case.
 func TestBehindTLSProxy(t *testing.T) {
-	op := testop.New(t, testop.Config{})
-	s := startSite(t, op, siteOptions{trustedProxies: true, auth: map[string]any{"cookie_secure": "always"}})
-	target, _ := url.Parse(s.base)
-	proxy := httptest.NewTLSServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		r.SetURL(target)
-		r.Out.Host = r.In.Host
-		r.SetXForwarded()
-	}})
-	defer proxy.Close()
+	for _, c := range []struct {
+		name string
+		opts siteOptions
+	}{
+		{"trusted proxy", siteOptions{trustedProxies: true}},
+		{"cookie_secure always", siteOptions{auth: map[string]any{"cookie_secure": "always"}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			op := testop.New(t, testop.Config{})
+			s := startSite(t, op, c.opts)
+			target, _ := url.Parse(s.base)
+			proxy := httptest.NewTLSServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+				r.SetURL(target)
+				r.Out.Host = r.In.Host
+				r.SetXForwarded()
+			}})
+			defer proxy.Close()
 
-	// The browser only sees the proxy.
-	front := *s
-	front.base = proxy.URL
-	front.opts.tls = true // __Host- cookie names
-	b := newBrowser(t, &front)
-	b.client.Transport.(*http.Transport).TLSClientConfig.RootCAs = proxyRoots(proxy)
+			// The browser only sees the proxy.
+			front := *s
+			front.base = proxy.URL
+			secure := c.opts.auth["cookie_secure"] == "always"
+			front.opts.tls = secure // __Host- cookie names
+			b := newBrowser(t, &front)
+			b.client.Transport.(*http.Transport).TLSClientConfig.RootCAs = proxyRoots(proxy)
 
-	ls := front.startLogin(t, b, "/page")
-	if got, want := ls.params.Get("redirect_uri"), proxy.URL+"/oauth2/callback"; got != want {
-		t.Errorf("redirect_uri %q, want the browser's origin %q", got, want)
-	}
-	if c := ls.reply.SetCookie(front.txnName(ls.state)); c == nil || !c.Secure {
-		t.Fatalf("no Secure __Host- transaction cookie: %v", ls.reply.Cookies)
-	}
-	r := front.callback(b, front.authorize(t, b, ls))
-	expectStatus(t, r, http.StatusSeeOther)
-	expectStatus(t, b.fetch(proxy.URL+"/api"), http.StatusOK)
+			ls := front.startLogin(t, b, "/page")
+			if got, want := ls.params.Get("redirect_uri"), proxy.URL+"/oauth2/callback"; got != want {
+				t.Errorf("redirect_uri %q, want the browser's origin %q", got, want)
+			}
+			if c := ls.reply.SetCookie(front.txnName(ls.state)); c == nil || c.Secure != secure {
+				t.Fatalf("transaction cookie %v, want Secure %v", ls.reply.Cookies, secure)
+			}
+			r := front.callback(b, front.authorize(t, b, ls))
+			expectStatus(t, r, http.StatusSeeOther)
+			expectStatus(t, b.fetch(proxy.URL+"/api"), http.StatusOK)
 
-	// A plain-HTTP Origin is another origin.
-	r = b.do(http.MethodPost, proxy.URL+"/oauth2/logout", withHeaders(navigationHeaders,
-		"Sec-Fetch-Site", "", "Origin", strings.Replace(proxy.URL, "https://", "http://", 1)), nil)
-	expectStatus(t, r, http.StatusForbidden)
+			// A plain-HTTP Origin is another origin.
+			r = b.do(http.MethodPost, proxy.URL+"/oauth2/logout", withHeaders(navigationHeaders,
+				"Sec-Fetch-Site", "", "Origin", strings.Replace(proxy.URL, "https://", "http://", 1)), nil)
+			expectStatus(t, r, http.StatusForbidden)
 
-	// A same-origin logout form: the browser sends its https Origin.
-	r = b.do(http.MethodPost, proxy.URL+"/oauth2/logout", withHeaders(navigationHeaders,
-		"Sec-Fetch-Site", "same-origin", "Origin", proxy.URL), nil)
-	expectStatus(t, r, http.StatusSeeOther)
-	loc, _ := url.Parse(r.Location())
-	if got, want := loc.Query().Get("post_logout_redirect_uri"), proxy.URL+"/"; got != want {
-		t.Errorf("post_logout_redirect_uri %q, want %q", got, want)
-	}
-	if b.cookie(&front, "__Host-pkce_session") != nil {
-		t.Error("logout left the session cookie")
+			// A same-origin logout form: the browser sends its https Origin.
+			r = b.do(http.MethodPost, proxy.URL+"/oauth2/logout", withHeaders(navigationHeaders,
+				"Sec-Fetch-Site", "same-origin", "Origin", proxy.URL), nil)
+			expectStatus(t, r, http.StatusSeeOther)
+			loc, _ := url.Parse(r.Location())
+			if got, want := loc.Query().Get("post_logout_redirect_uri"), proxy.URL+"/"; got != want {
+				t.Errorf("post_logout_redirect_uri %q, want %q", got, want)
+			}
+			if b.cookie(&front, front.sessionName()) != nil {
+				t.Error("logout left the session cookie")
+			}
+		})
 	}
 
 	// X-Forwarded-Proto from a client that is not a trusted proxy is
 	// ignored.
-	s.reload(siteOptions{auth: map[string]any{"cookie_secure": "always"}})
-	direct := newBrowser(t, s)
-	r = direct.navigate(s.base+"/page", "X-Forwarded-Proto", "https")
+	op := testop.New(t, testop.Config{})
+	s := startSite(t, op, siteOptions{})
+	r := newBrowser(t, s).navigate(s.base+"/page", "X-Forwarded-Proto", "https")
 	expectStatus(t, r, http.StatusFound)
-	loc, _ = url.Parse(r.Location())
+	loc, _ := url.Parse(r.Location())
 	if got, want := loc.Query().Get("redirect_uri"), s.base+"/oauth2/callback"; got != want {
 		t.Errorf("untrusted X-Forwarded-Proto: redirect_uri %q, want %q", got, want)
 	}

@@ -79,7 +79,7 @@ func TestCrossSite(t *testing.T) {
 		for k, v := range c.header {
 			r.Header.Set(k, v)
 		}
-		if got := crossSite(r); got != c.want {
+		if got := crossSite(r, requestOrigin(r)); got != c.want {
 			t.Errorf("%s: crossSite = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -216,5 +216,27 @@ func TestBadConfigRefusedByCaddy(t *testing.T) {
 				t.Errorf("load error %q does not name %q", msg, c.want)
 			}
 		})
+	}
+}
+
+func TestOrigin(t *testing.T) {
+	plain := httptest.NewRequest(http.MethodGet, "http://app.example:8080/x", nil)
+	secure := httptest.NewRequest(http.MethodGet, "https://app.example/x", nil)
+	secure.TLS = &tls.ConnectionState{}
+	for _, c := range []struct {
+		mode string
+		r    *http.Request
+		want string
+	}{
+		{"auto", plain, "http://app.example:8080"},
+		{"never", plain, "http://app.example:8080"},
+		{"always", plain, "https://app.example:8080"}, // behind a TLS-terminating proxy
+		{"auto", secure, "https://app.example"},
+		{"never", secure, "https://app.example"},
+	} {
+		p := &PKCEAuth{CookieSecure: c.mode}
+		if got := p.origin(c.r); got != c.want {
+			t.Errorf("cookie_secure %s, %s: origin %q, want %q", c.mode, c.r.URL, got, c.want)
+		}
 	}
 }
