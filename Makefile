@@ -82,8 +82,19 @@ fuzz:
 e2e: $(CADDY)
 	cd e2e && E2E_CADDY=$(CURDIR)/$(CADDY) $(GO) test -race -timeout 20m ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Benchmarks (docs/benchmarks.md): the Go benchmarks of the hot path and of
+# logins, then the load test: the Caddy binary serving the same files with
+# and without pkce_auth, driven by wrk on loopback (about 10 minutes;
+# bench/run.sh installs wrk and redis-server when they are missing).
+bench: $(CADDY)
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 30m ./...
+	bash bench/run.sh $(CADDY)
+
+# The same benchmark code in a tiny mode (about a minute), so it cannot rot.
+.PHONY: bench-smoke
+bench-smoke: $(CADDY)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 100x ./...
+	bash bench/run.sh -short $(CADDY)
 
 clean:
 	rm -rf $(BIN) e2e/artifacts
