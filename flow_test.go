@@ -1105,3 +1105,54 @@ func TestProviderKeyRotation(t *testing.T) {
 		t.Errorf("JWKS fetched %d times for two logins after the rotation, want 1", n)
 	}
 }
+
+// TestPKCEMethodChoice: S256 is sent whatever discovery lists, unless
+// plain is configured; require_s256_discovery refuses a provider that
+// lists methods without S256.
+func TestPKCEMethodChoice(t *testing.T) {
+	cases := []struct {
+		name    string
+		mis     testop.Misbehaviour
+		auth    map[string]any
+		method  string // sent code_challenge_method; "" when no login starts
+		logWant string
+	}{
+		{"methods not listed (Entra ID)", testop.Misbehaviour{NoPKCEMethodsInDiscovery: true}, nil, "S256", ""},
+		{"only plain listed", testop.Misbehaviour{PlainOnlyInDiscovery: true}, nil, "S256", "did not list S256 in code_challenge_methods_supported"},
+		{"only plain listed, S256 required", testop.Misbehaviour{PlainOnlyInDiscovery: true},
+			map[string]any{"require_s256_discovery": true}, "", "refusing to log in because require_s256_discovery is set"},
+		{"plain configured", testop.Misbehaviour{AcceptWithoutPKCE: true}, map[string]any{"pkce_method": "plain"}, "plain", "pkce_method plain is configured"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			op := testop.New(t, testop.Config{})
+			op.Misbehave(c.mis)
+			s := startSite(t, op, siteOptions{auth: c.auth})
+			b := newBrowser(t, s)
+			if c.method == "" {
+				r := b.navigate(s.base + "/")
+				expectStatus(t, r, http.StatusServiceUnavailable)
+				if !strings.Contains(r.Body, "Sign-in misconfigured") {
+					t.Errorf("page %q", r.Body)
+				}
+				expectNoSetCookie(t, r)
+			} else {
+				ls := s.startLogin(t, b, "/")
+				if got := ls.params.Get("code_challenge_method"); got != c.method {
+					t.Errorf("code_challenge_method %q, want %q", got, c.method)
+				}
+				expectStatus(t, s.callback(b, s.authorize(t, b, ls)), http.StatusSeeOther)
+				tr := op.TokenRequests()
+				if c.method == "plain" && tr[len(tr)-1].CodeVerifier != ls.params.Get("code_challenge") {
+					t.Error("plain: the challenge is not the verifier")
+				}
+			}
+			if c.logWant != "" {
+				logs, _ := os.ReadFile(s.logFile)
+				if !strings.Contains(string(logs), c.logWant) {
+					t.Errorf("log lacks %q", c.logWant)
+				}
+			}
+		})
+	}
+}
