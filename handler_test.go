@@ -141,6 +141,8 @@ func TestValidate(t *testing.T) {
 		{"none with secret", func(p *PKCEAuth) { p.ClientSecret = "x" }, "client_auth_method none"},
 		{"unknown auth method", func(p *PKCEAuth) { p.ClientAuthMethod = "private_key_jwt" }, "client_auth_method"},
 		{"unknown response_mode", func(p *PKCEAuth) { p.ResponseMode = "fragment" }, "response_mode"},
+		{"strict same_site loops", func(p *PKCEAuth) { p.CookieSameSite = "strict" }, "cookie_same_site strict"},
+		{"none same_site without secure", func(p *PKCEAuth) { p.CookieSameSite = "none"; p.CookieSecure = "never" }, "cookie_same_site none"},
 		{"form_post without Secure", func(p *PKCEAuth) { p.ResponseMode = "form_post"; p.CookieSecure = "never" }, "cookie_secure"},
 		{"relative callback_path", func(p *PKCEAuth) { p.CallbackPath = "callback" }, "callback_path"},
 		{"relative logout_path", func(p *PKCEAuth) { p.LogoutPath = "logout" }, "logout_path"},

@@ -98,7 +98,10 @@ type PKCEAuth struct {
 	ForwardAuthParams []string `json:"forward_auth_params,omitempty"`
 
 	// The absolute redirect URI registered at the provider. Default: the
-	// request's scheme and host followed by callback_path.
+	// origin the browser used (https when the request came over TLS, from a
+	// proxy listed in Caddy's trusted_proxies with X-Forwarded-Proto: https,
+	// or with cookie_secure always) followed by callback_path. Setting it
+	// pins the host instead of taking it from the request.
 	RedirectURL string `json:"redirect_url,omitempty"`
 
 	// `query` (default) or `form_post`. With form_post the provider POSTs
@@ -144,8 +147,9 @@ type PKCEAuth struct {
 	// prefix. Default: `/`.
 	CookiePath string `json:"cookie_path,omitempty"`
 
-	// The session cookie's SameSite attribute: `lax`, `strict` or `none`.
-	// Default: `lax`.
+	// The session cookie's SameSite attribute: `lax` or `none` (`none`
+	// needs Secure cookies). `strict` is refused: the cookie would not be
+	// sent on the redirect back from the provider. Default: `lax`.
 	CookieSameSite string `json:"cookie_same_site,omitempty"`
 
 	// When cookies get the Secure attribute: `auto` (when the request came
@@ -496,6 +500,12 @@ func (p *PKCEAuth) Validate() error {
 	}
 	if _, ok := sameSiteModes[strings.ToLower(p.CookieSameSite)]; !ok {
 		return fmt.Errorf("cookie_same_site must be lax, strict or none, not %q", p.CookieSameSite)
+	}
+	if strings.EqualFold(p.CookieSameSite, "strict") {
+		return errors.New("cookie_same_site strict cannot work: the browser arrives from the provider's site, so a Strict session cookie is not sent on the redirect back and the login loops; use lax (the default)")
+	}
+	if strings.EqualFold(p.CookieSameSite, "none") && p.CookieSecure == "never" {
+		return errors.New("cookie_same_site none needs Secure cookies, which cookie_secure never forbids; browsers would drop the cookie")
 	}
 	switch p.CookieSecure {
 	case "auto", "always", "never":

@@ -195,6 +195,10 @@ func (pr *provider) discover(ctx context.Context) (*providerState, error) {
 		st.userinfoURL = cfg.UserinfoEndpoint
 	}
 
+	if cfg.Userinfo && st.userinfoURL == "" {
+		return nil, errors.New("userinfo is set but the provider has no userinfo_endpoint; set userinfo_endpoint or remove userinfo")
+	}
+
 	method, err := pr.choosePKCEMethod(extras.CodeChallengeMethods)
 	if err != nil {
 		return nil, err
