@@ -23,17 +23,17 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		return p.serveLogout(w, r, jar)
 	}
 
-	s, touch, err := p.store.load(r, jar)
+	s, todo, err := p.store.load(r, jar)
 	if err != nil {
 		p.logStoreError(r, err)
 		return p.storeUnavailable(w, r)
 	}
-	if s != nil && s.refreshAt != 0 && now().Unix() >= s.refreshAt {
+	if todo&todoRefresh != 0 {
 		if s, err = p.refreshRequest(w, r, jar, s); err != nil {
 			p.logStoreError(r, err)
 			return p.storeUnavailable(w, r)
 		}
-		touch = false // a refresh records the use
+		todo = 0 // a refresh records the use
 	}
 	if s == nil {
 		if isNavigation(r) {
@@ -43,7 +43,7 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		return p.fail(w, r, http.StatusUnauthorized, "Authentication required",
 			"This resource needs a signed-in session. Sign in through the site first.")
 	}
-	if touch {
+	if todo&todoTouch != 0 {
 		p.store.touch(w, r, jar, s)
 	}
 	p.authenticate(r, jar, s)

@@ -105,40 +105,62 @@ func boolString(b bool) string {
 	return "false"
 }
 
+// sessionTodo is what a loaded session needs before its request passes
+// on, decided on the one clock reading of the session check.
+type sessionTodo uint8
+
+const (
+	todoTouch   sessionTodo = 1 << iota // write the idle timer back
+	todoRefresh                         // refresh the tokens first
+)
+
 // loadSession returns the request's valid session, or nil. It never fails:
 // a missing, tampered, foreign-key or expired cookie is simply no session.
-// touch reports that the idle timer should be written back.
-func (p *PKCEAuth) loadSession(r *http.Request, jar *cookieJar) (a *activeSession, touch bool) {
+// todo says whether the idle timer should be written back and whether the
+// tokens are due for a refresh.
+func (p *PKCEAuth) loadSession(r *http.Request, jar *cookieJar) (a *activeSession, todo sessionTodo) {
 	sealed := jar.readSession(r)
 	if sealed == "" {
-		return nil, false
+		return nil, 0
 	}
 	a = p.sessions.get(sealed)
 	if a == nil {
 		plain, err := p.sessionKeys.Open(jar.name, sealed)
 		if err != nil {
 			p.debug("session cookie rejected", "reason", "cannot be opened (tampered, truncated or sealed with an unknown key)")
-			return nil, false
+			return nil, 0
 		}
 		var s session
 		if err := json.Unmarshal(plain, &s); err != nil || s.UserID == "" {
 			p.debug("session cookie rejected", "reason", "malformed content")
-			return nil, false
+			return nil, 0
 		}
 		a = p.activate(&s)
 		p.sessions.put(sealed, a)
 	}
-	t := now().Unix()
+	return a.check(p, now().Unix())
+}
+
+// check applies the absolute and the idle expiry at time t (unix seconds)
+// and says what the session needs: the one check of every store.
+func (a *activeSession) check(p *PKCEAuth, t int64) (*activeSession, sessionTodo) {
 	if t >= a.Expires {
-		return nil, false
+		return nil, 0
 	}
+	var todo sessionTodo
 	if idle := p.idleSeconds(); idle > 0 {
-		if t-a.LastSeen >= idle {
-			return nil, false
+		seen := a.seen.Load()
+		if t-seen >= idle {
+			return nil, 0
 		}
-		touch = t-a.LastSeen >= touchInterval(idle)
+		if t-seen >= touchInterval(idle) {
+			todo = todoTouch
+		}
 	}
-	return a, touch
+	if a.refreshAt != 0 && t >= a.refreshAt {
+		todo |= todoRefresh
+	}
+	return a, todo
 }
 
 func (p *PKCEAuth) idleSeconds() int64 {

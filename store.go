@@ -61,9 +61,9 @@ const (
 // (unreachable, timed out), never for a missing, forged or expired
 // session, which is simply no session.
 type sessionStore interface {
-	// load returns the request's valid session, or nil; touch reports
-	// that its idle timer is due to be written back.
-	load(r *http.Request, jar *cookieJar) (a *activeSession, touch bool, err error)
+	// load returns the request's valid session, or nil, and what it needs
+	// (idle timer write-back, refresh) before the request passes on.
+	load(r *http.Request, jar *cookieJar) (a *activeSession, todo sessionTodo, err error)
 	// create keeps a new session (after login) and sets the cookie.
 	create(ctx context.Context, w http.ResponseWriter, r *http.Request, jar *cookieJar, s *session) error
 	// touch records that a is in use now (sliding idle expiry).

@@ -14,9 +14,9 @@ import (
 // Its hot path is loadSession with the decoded-session cache, unchanged.
 type cookieStore struct{ p *PKCEAuth }
 
-func (c cookieStore) load(r *http.Request, jar *cookieJar) (*activeSession, bool, error) {
-	a, touch := c.p.loadSession(r, jar)
-	return a, touch, nil
+func (c cookieStore) load(r *http.Request, jar *cookieJar) (*activeSession, sessionTodo, error) {
+	a, todo := c.p.loadSession(r, jar)
+	return a, todo, nil
 }
 
 func (c cookieStore) create(_ context.Context, w http.ResponseWriter, r *http.Request, jar *cookieJar, s *session) error {

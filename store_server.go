@@ -68,45 +68,30 @@ type serverStore struct {
 // base64url without padding.
 const sessionIDLength = 43
 
-func (st *serverStore) load(r *http.Request, jar *cookieJar) (*activeSession, bool, error) {
+func (st *serverStore) load(r *http.Request, jar *cookieJar) (*activeSession, sessionTodo, error) {
 	sealed := jar.readSession(r)
 	if sealed == "" {
-		return nil, false, nil
+		return nil, 0, nil
 	}
 	t := now()
 	a := st.cache.get(sealed)
 	if a == nil || t.UnixNano() >= a.fresh {
 		id, ok := st.openID(jar, sealed)
 		if !ok {
-			return nil, false, nil
+			return nil, 0, nil
 		}
 		var err error
 		if a, err = st.fetch(r.Context(), id, t); err != nil {
-			return nil, false, err
+			return nil, 0, err
 		}
 		a.sealed = strings.Clone(sealed)
 		st.cache.put(a.sealed, a)
 	}
 	if a.session == nil {
-		return nil, false, nil
+		return nil, 0, nil
 	}
-	return st.check(a, t.Unix())
-}
-
-// check applies the absolute and the idle expiry to a cached session.
-func (st *serverStore) check(a *activeSession, t int64) (*activeSession, bool, error) {
-	if t >= a.Expires {
-		return nil, false, nil
-	}
-	touch := false
-	if idle := st.p.idleSeconds(); idle > 0 {
-		seen := a.seen.Load()
-		if t-seen >= idle {
-			return nil, false, nil
-		}
-		touch = t-seen >= touchInterval(idle)
-	}
-	return a, touch, nil
+	a, todo := a.check(st.p, t.Unix())
+	return a, todo, nil
 }
 
 // openID returns the session id the cookie value seals.
