@@ -3,6 +3,8 @@ package pkceauth
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -27,6 +29,7 @@ type testRedis struct {
 	args []string
 	cmd  *exec.Cmd
 	out  *bytes.Buffer
+	tls  *tls.Config // for a server that speaks only TLS
 }
 
 // redisServerBinary finds redis-server: missing, the test fails under CI
@@ -70,7 +73,7 @@ func (r *testRedis) start() {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("starting redis-server: %v", err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: r.addr(), MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: r.addr(), MaxRetries: -1, TLSConfig: r.tls})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -373,5 +376,63 @@ func TestRedisPlaceholders(t *testing.T) {
 	})
 	if err := b.client.Ping(context.Background()).Err(); err != nil {
 		t.Fatalf("placeholders not resolved: %v", err)
+	}
+}
+
+// TestRedisBackendSentinel runs the contract through Redis Sentinel
+// (master_name): the client asks the Sentinel for the master.
+func TestRedisBackendSentinel(t *testing.T) {
+	master := startTestRedis(t)
+	s := &testRedis{t: t, bin: master.bin, port: freeLoopbackPort(t), dir: t.TempDir()}
+	conf := filepath.Join(s.dir, "sentinel.conf")
+	err := os.WriteFile(conf, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
+		"sentinel monitor sessions 127.0.0.1 %d 1\nsentinel down-after-milliseconds sessions 5000\n",
+		s.port, s.dir, master.port)), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.args = []string{conf, "--sentinel"}
+	s.start()
+	t.Cleanup(s.kill)
+
+	b := newTestRedisBackend(t, RedisConfig{Addresses: []string{s.addr()}, MasterName: "sessions"})
+	backendContract(t, b)
+	if n := master.client().Exists(context.Background(), "pkce:session:id3").Val(); n != 1 {
+		t.Fatal("the records did not land on the master the Sentinel names")
+	}
+}
+
+// TestRedisBackendTLS: a Redis that speaks only TLS (Debian's redis-server
+// is built with it) is reached with tls enabled, and not without.
+func TestRedisBackendTLS(t *testing.T) {
+	cert := newTestCert(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, []byte(cert.certPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(cert.keyPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &testRedis{t: t, bin: redisServerBinary(t), port: freeLoopbackPort(t), dir: dir,
+		tls: &tls.Config{RootCAs: cert.pool, ServerName: "localhost"}}
+	s.args = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-auth-clients", "no",
+		"--save", "", "--appendonly", "no", "--dir", dir}
+	s.start()
+	t.Cleanup(s.kill)
+
+	b := newTestRedisBackend(t, RedisConfig{Addresses: []string{s.addr()},
+		TLS: &RedisTLS{Enabled: true, InsecureSkipVerify: true}})
+	backendContract(t, b)
+
+	plain := newTestRedisBackend(t, RedisConfig{Addresses: []string{s.addr()}, KeyPrefix: "plain:"})
+	if _, _, err := plain.get(context.Background(), "x"); err == nil || err == errNotFound {
+		t.Fatalf("plain TCP to a TLS-only Redis: %v, want a connection error", err)
+	}
+	verified := newTestRedisBackend(t, RedisConfig{Addresses: []string{s.addr()}, KeyPrefix: "v:",
+		TLS: &RedisTLS{Enabled: true, ServerName: "localhost"}})
+	if _, _, err := verified.get(context.Background(), "x"); err == nil || err == errNotFound {
+		t.Fatalf("a self-signed certificate was accepted without insecure_skip_verify: %v", err)
 	}
 }
