@@ -160,11 +160,11 @@ func (st *serverStore) sealRecord(id string, s *session) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return st.recordKeys.Seal(recordName(id), plain), nil
+	return st.recordKeys.Seal(st.recordName(id), plain), nil
 }
 
 func (st *serverStore) openRecord(id, record string) (*session, bool) {
-	plain, err := st.recordKeys.Open(recordName(id), record)
+	plain, err := st.recordKeys.Open(st.recordName(id), record)
 	if err != nil {
 		// Sealed with a key no longer configured: the session is over.
 		st.p.debug("session record rejected", "reason", "cannot be opened with the session keys")
@@ -179,8 +179,11 @@ func (st *serverStore) openRecord(id, record string) (*session, bool) {
 }
 
 // recordName binds a sealed record to its session id, so records cannot be
-// swapped between keys.
-func recordName(id string) string { return "record:" + id }
+// swapped between keys, and to the provider and client, so that handlers
+// for other providers sharing the store and the keys cannot use it.
+func (st *serverStore) recordName(id string) string {
+	return "record " + st.p.Issuer + " " + st.p.ClientID + " " + id
+}
 
 func (st *serverStore) create(ctx context.Context, w http.ResponseWriter, r *http.Request, jar *cookieJar, s *session) error {
 	if !st.health.allow() {

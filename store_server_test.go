@@ -157,3 +157,19 @@ func TestServerStoreCookie(t *testing.T) {
 		expectStatusCode(t, r, http.StatusUnauthorized, name)
 	}
 }
+
+// TestServerStoreRecordBinding: a handler for another provider or client
+// that shares the store and the keys cannot use the records.
+func TestServerStoreRecordBinding(t *testing.T) {
+	srv := startTestRedis(t)
+	op := newTestOP(t, testop.Config{})
+	c := newTestCluster(t, op, clusterSpec{store: storeRedis, redisAddr: srv.addr()}, 1)
+	b := c.browser()
+	b.login("A")
+	expectUser(t, b.get("A"), "own handler")
+	other := newTestCluster(t, op, clusterSpec{store: storeRedis, redisAddr: srv.addr(), configure: func(p *PKCEAuth) {
+		p.ClientID = "another-client"
+	}}, 1)
+	r := other.browser().request("A", asXHR, "/app", b.session())
+	expectStatusCode(t, r, http.StatusUnauthorized, "same store and keys, another client_id")
+}
