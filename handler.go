@@ -61,6 +61,9 @@ func (p *PKCEAuth) authenticate(r *http.Request, jar *cookieJar, s *activeSessio
 		// 16 allocations on every authenticated request.
 		repl.Map(s.placeholder)
 	}
+	if len(p.headerNames) > 0 || p.PassAccessToken != "" {
+		p.deleteUnderscoreLookalikes(r.Header)
+	}
 	for i, name := range p.headerNames {
 		r.Header.Del(name)
 		if v := s.headers[i]; v != "" {
@@ -115,3 +118,20 @@ func (s *activeSession) placeholder(key string) (any, bool) {
 }
 
 const userPlaceholderPrefix = "http.auth.user."
+
+// deleteUnderscoreLookalikes removes client-supplied headers such as
+// X_User that CGI, PHP and some frameworks read as the identity header
+// X-User: deleting only the exact name would let a client forge them.
+func (p *PKCEAuth) deleteUnderscoreLookalikes(h http.Header) {
+	for k := range h {
+		if !strings.Contains(k, "_") {
+			continue
+		}
+		norm := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
+		if norm == http.CanonicalHeaderKey(p.PassAccessToken) || slices.ContainsFunc(p.headerNames, func(n string) bool {
+			return http.CanonicalHeaderKey(n) == norm
+		}) {
+			delete(h, k)
+		}
+	}
+}

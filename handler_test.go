@@ -242,3 +242,26 @@ func TestOrigin(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteUnderscoreLookalikes: X_User must not reach an upstream that
+// reads it as X-User (CGI, PHP), while unrelated underscore headers stay.
+func TestDeleteUnderscoreLookalikes(t *testing.T) {
+	p := &PKCEAuth{Headers: map[string]string{"X-User": "email"}, PassAccessToken: "X-Access-Token"}
+	p.headerNames = sortedKeys(p.Headers)
+	h := http.Header{
+		"X_user":         {"forged"},
+		"X_User":         {"forged"},
+		"X_access_token": {"forged"},
+		"X_other":        {"kept"},
+		"X-User":         {"exact, deleted later by authenticate"},
+	}
+	p.deleteUnderscoreLookalikes(h)
+	for _, k := range []string{"X_user", "X_User", "X_access_token"} {
+		if _, ok := h[k]; ok {
+			t.Errorf("%s survived", k)
+		}
+	}
+	if h.Get("X_other") != "kept" || h.Get("X-User") == "" {
+		t.Errorf("unrelated headers changed: %v", h)
+	}
+}
