@@ -193,10 +193,43 @@ func (tb *tab) waitLoginForm() {
 	tb.do("waiting for the login form", chromedp.WaitVisible(chromedp.ID("username")), chromedp.WaitVisible(chromedp.ID("password")))
 }
 
+// waitLoaded waits until the page has loaded with its stylesheets, so that a
+// click lands where the element finally is, as a person's would.
+func (tb *tab) waitLoaded() {
+	tb.t.Helper()
+	if err := waitLoaded(tb); err != nil {
+		tb.t.Fatal(err)
+	}
+}
+
+func waitLoaded(tb *tab) error {
+	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+	defer cancel()
+	for {
+		state, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.readyState`))
+		if err == nil && state == "complete" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: the page did not finish loading (%v, readyState %q)", tb.name, err, state)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// click clicks the element with the id once the page has loaded.
+func (tb *tab) click(id string) {
+	tb.t.Helper()
+	tb.waitLoaded()
+	tb.do("clicking #"+id, chromedp.Click(chromedp.ID(id), chromedp.NodeVisible))
+}
+
 // typeCredentials fills in the provider's login form and submits it, as a
 // person would.
 func (tb *tab) typeCredentials(user, password string) {
 	tb.t.Helper()
+	tb.waitLoaded()
 	tb.do("typing the credentials",
 		chromedp.WaitVisible(chromedp.ID("username")),
 		chromedp.SendKeys(chromedp.ID("username"), user),

@@ -252,6 +252,9 @@ func TestTwoTabsLogInAtOnce(t *testing.T) {
 	}
 
 	parallel(t, "logging in", func(i int) error {
+		if err := waitLoaded(tabs[i]); err != nil {
+			return err
+		}
 		return chromeDo(tabs[i],
 			chromedp.SendKeys(chromedp.ID("username"), user),
 			chromedp.SendKeys(chromedp.ID("password"), password),
@@ -273,7 +276,7 @@ func TestLogout(t *testing.T) {
 	logIn(t, tb, stack.site+"/")
 	mark := opMark(t)
 
-	tb.do("clicking Log out", chromedp.Click(chromedp.ID("logout"), chromedp.NodeVisible))
+	tb.click("logout")
 	// The provider sends the browser back to /, which needs a login again.
 	tb.waitLoginForm()
 	if _, ok := tb.cookies()["pkce_session"]; ok {

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -27,6 +29,7 @@ func TestLoginWithPKCE(t *testing.T) {
 		Issuer:                 srv.URL,
 		RedirectURIs:           []string{rpOrigin + "/oauth2/callback"},
 		PostLogoutRedirectURIs: []string{rpOrigin + "/"},
+		Logger:                 slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
