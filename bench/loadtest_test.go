@@ -19,13 +19,18 @@
 //
 // Environment (defaults in parentheses):
 //
-//	LOADTEST_CADDY        the Caddy binary built with the plugin (required)
+//	LOADTEST_CADDY        the Caddy binary built with the plugin (required;
+//	                      a relative path is from the repository root)
 //	LOADTEST_DURATION     length of one wrk run (10s; -short: 1s)
 //	LOADTEST_ROUNDS       alternating rounds per site and file (5; -short: 1)
 //	LOADTEST_CONNECTIONS  wrk connections (32), over one wrk thread
 //	LOADTEST_MODES        protected sites to measure: cookie,redis (both;
 //	                      redis is left out when the build lacks the store)
 //	LOADTEST_OUT          also write the table, as Markdown, to this file
+//	LOADTEST_PROFILE      a folder: Caddy's admin endpoint is opened on
+//	                      loopback and a CPU profile of Caddy is taken
+//	                      during every run of the first round, saved there
+//	                      as <file>-<site>.pprof (go tool pprof it)
 package bench
 
 import (
@@ -100,7 +105,7 @@ func TestLoad(t *testing.T) {
 	}
 
 	op := testop.New(t, testop.Config{})
-	ports := freePorts(t, 4)
+	ports := freePorts(t, 5)
 	sites := []site{{name: "plain", port: ports[0]}}
 	for _, mode := range cfg.modes {
 		switch mode {
@@ -116,7 +121,11 @@ func TestLoad(t *testing.T) {
 	}
 
 	caddyfile := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(caddyfile, []byte(buildCaddyfile(sites, root, dir, op.Issuer(), op.ClientID(), redisAddr)), 0o644); err != nil {
+	admin := ""
+	if cfg.profile != "" {
+		admin = fmt.Sprintf("127.0.0.1:%d", ports[4])
+	}
+	if err := os.WriteFile(caddyfile, []byte(buildCaddyfile(sites, root, dir, op.Issuer(), op.ClientID(), redisAddr, admin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	caddy := startCaddy(t, cfg.caddy, caddyfile, dir)
@@ -128,14 +137,19 @@ func TestLoad(t *testing.T) {
 	if err := os.WriteFile(lua, []byte(wrkReport), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	run := func(s site, f string, size int, d time.Duration) result {
+	run := func(s site, f string, size int, d time.Duration, profile string) result {
 		t.Helper()
-		cookie := cookieName + "=unused-by-the-plain-site"
+		// The plain site gets what a browser sends a site without
+		// pkce_auth: no session cookie. Its bytes, sent with every
+		// request, are part of the cost measured.
+		cookie := ""
 		if s.protected {
 			cookie = cookieName + "=" + login(t, s, f, size)
 		}
-		// Every site gets the same request: the plain one too carries a
-		// session cookie, which it ignores.
+		if profile != "" {
+			done := cpuProfile(t, admin, d-time.Second, profile)
+			defer func() { <-done }()
+		}
 		r := runWrk(t, wrk, lua, s.url("/"+f), cookie, size, d, cfg.connections)
 		r.rss = rss(t, caddy.cmd.Process.Pid)
 		return r
@@ -144,7 +158,7 @@ func TestLoad(t *testing.T) {
 	if cfg.warmup > 0 {
 		for _, f := range files {
 			for _, s := range sites {
-				run(s, f.name, f.size, cfg.warmup)
+				run(s, f.name, f.size, cfg.warmup, "")
 			}
 		}
 	}
@@ -156,7 +170,11 @@ func TestLoad(t *testing.T) {
 				slices.Reverse(order)
 			}
 			for _, s := range order {
-				r := run(s, f.name, f.size, cfg.duration)
+				profile := ""
+				if cfg.profile != "" && round == 0 {
+					profile = filepath.Join(cfg.profile, strings.TrimSuffix(f.name, ".bin")+"-"+s.name+".pprof")
+				}
+				r := run(s, f.name, f.size, cfg.duration, profile)
 				t.Logf("round %d %-8s %-6s %9.0f req/s  p50 %-8v p99 %-8v rss %d MiB", round+1, f.name, s.name, r.rps, r.p50, r.p99, r.rss>>20)
 				results[f.name+"/"+s.name] = append(results[f.name+"/"+s.name], r)
 			}
@@ -180,6 +198,7 @@ type loadConf struct {
 	connections int
 	modes       []string
 	out         string
+	profile     string // folder for CPU profiles, "" for none
 	versions    string // of Caddy, Go, wrk and redis-server
 	loadStart   string // load average when the test started
 }
@@ -193,6 +212,13 @@ func loadConfig(t *testing.T) loadConf {
 	c.caddy = os.Getenv("LOADTEST_CADDY")
 	if c.caddy == "" {
 		t.Fatal("LOADTEST_CADDY must name the Caddy binary built with the plugin (make bench builds e2e/bin/caddy)")
+	}
+	if !filepath.IsAbs(c.caddy) {
+		// go test runs in bench/: a relative path is from the repository root.
+		c.caddy = filepath.Join("..", c.caddy)
+	}
+	if _, err := os.Stat(c.caddy); err != nil {
+		t.Fatalf("LOADTEST_CADDY: %v", err)
 	}
 	if abs, err := filepath.Abs(c.caddy); err == nil {
 		c.caddy = abs
@@ -232,6 +258,14 @@ func loadConfig(t *testing.T) loadConf {
 		c.modes = slices.DeleteFunc(c.modes, func(m string) bool { return m == "redis" })
 	}
 	c.out = os.Getenv("LOADTEST_OUT")
+	if c.profile = os.Getenv("LOADTEST_PROFILE"); c.profile != "" {
+		if c.duration < 2*time.Second {
+			t.Fatal("LOADTEST_PROFILE needs runs of at least 2s")
+		}
+		if err := os.MkdirAll(c.profile, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c.versions = versions(c.caddy, slices.Contains(c.modes, "redis"))
 	c.loadStart = loadAverage()
 	return c
@@ -264,7 +298,7 @@ func hasRedisStore(t *testing.T, caddy string) bool {
 	t.Helper()
 	dir := t.TempDir()
 	f := filepath.Join(dir, "Caddyfile")
-	cfg := buildCaddyfile([]site{{name: "redis", port: 1, protected: true}}, dir, dir, "http://127.0.0.1:1", "c", "127.0.0.1:1")
+	cfg := buildCaddyfile([]site{{name: "redis", port: 1, protected: true}}, dir, dir, "http://127.0.0.1:1", "c", "127.0.0.1:1", "")
 	if err := os.WriteFile(f, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -277,11 +311,15 @@ func hasRedisStore(t *testing.T, caddy string) bool {
 }
 
 // buildCaddyfile is the one Caddy config: every site serves root, bound to
-// loopback, without access logs.
-func buildCaddyfile(sites []site, root, dir, issuer, clientID, redisAddr string) string {
+// loopback, without access logs; the admin endpoint is off unless admin
+// names its loopback address.
+func buildCaddyfile(sites []site, root, dir, issuer, clientID, redisAddr, admin string) string {
+	if admin == "" {
+		admin = "off"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `{
-	admin off
+	admin %s
 	auto_https off
 	default_bind 127.0.0.1
 	storage file_system %s
@@ -289,7 +327,7 @@ func buildCaddyfile(sites []site, root, dir, issuer, clientID, redisAddr string)
 		level ERROR
 	}
 }
-`, filepath.Join(dir, "storage"))
+`, admin, filepath.Join(dir, "storage"))
 	for _, s := range sites {
 		fmt.Fprintf(&b, "\nhttp://:%d {\n\troot * %s\n", s.port, root)
 		if s.protected {
@@ -335,6 +373,33 @@ func login(t *testing.T, s site, f string, size int) string {
 	return ""
 }
 
+// cpuProfile saves a CPU profile of Caddy (from its admin endpoint) taken
+// over the next d to path; the channel closes when it is written.
+func cpuProfile(t *testing.T, admin string, d time.Duration, path string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		client := &http.Client{Timeout: d + 10*time.Second}
+		resp, err := client.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, max(1, int(d/time.Second))))
+		if err != nil {
+			t.Errorf("CPU profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d: %s", resp.StatusCode, b)
+		}
+		if err == nil {
+			err = os.WriteFile(path, b, 0o644)
+		}
+		if err != nil {
+			t.Errorf("CPU profile: %v", err)
+		}
+	}()
+	return done
+}
+
 // wrkReport makes wrk print one machine-readable line at the end:
 // requests, bytes, duration (µs), errors (connect read write status
 // timeout), p50 and p99 latency (µs).
@@ -351,8 +416,11 @@ end
 func runWrk(t *testing.T, wrk, lua, target, cookie string, size int, d time.Duration, conns int) result {
 	t.Helper()
 	secs := max(1, int((d+time.Second/2)/time.Second))
-	cmd := exec.Command(wrk, "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s", "--timeout", "5s",
-		"-s", lua, "-H", "Cookie: "+cookie, target)
+	args := []string{"-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(secs) + "s", "--timeout", "5s", "-s", lua}
+	if cookie != "" {
+		args = append(args, "-H", "Cookie: "+cookie)
+	}
+	cmd := exec.Command(wrk, append(args, target)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("wrk %s: %v\n%s", target, err, out)
