@@ -85,6 +85,10 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	rss      int64 // Caddy's VmRSS after the run, bytes
+	requests float64
+	respSize float64       // bytes per response, headers included
+	caddyCPU time.Duration // Caddy's CPU time (all threads) per request
+	wrkCPU   time.Duration // wrk's CPU time per request
 }
 
 func TestLoad(t *testing.T) {
@@ -150,8 +154,11 @@ func TestLoad(t *testing.T) {
 			done := cpuProfile(t, admin, d-time.Second, profile)
 			defer func() { <-done }()
 		}
+		pid := caddy.cmd.Process.Pid
+		cpu0 := processCPU(t, pid)
 		r := runWrk(t, wrk, lua, s.url("/"+f), cookie, size, d, cfg.connections)
-		r.rss = rss(t, caddy.cmd.Process.Pid)
+		r.caddyCPU = time.Duration(float64(processCPU(t, pid)-cpu0) / r.requests)
+		r.rss = rss(t, pid)
 		return r
 	}
 
@@ -175,7 +182,8 @@ func TestLoad(t *testing.T) {
 					profile = filepath.Join(cfg.profile, strings.TrimSuffix(f.name, ".bin")+"-"+s.name+".pprof")
 				}
 				r := run(s, f.name, f.size, cfg.duration, profile)
-				t.Logf("round %d %-8s %-6s %9.0f req/s  p50 %-8v p99 %-8v rss %d MiB", round+1, f.name, s.name, r.rps, r.p50, r.p99, r.rss>>20)
+				t.Logf("round %d %-8s %-6s %9.0f req/s  p50 %-8v p99 %-8v  CPU/request: Caddy %5.1f µs, wrk %5.1f µs  %6.0f bytes/response  rss %d MiB",
+					round+1, f.name, s.name, r.rps, r.p50, r.p99, us(r.caddyCPU), us(r.wrkCPU), r.respSize, r.rss>>20)
 				results[f.name+"/"+s.name] = append(results[f.name+"/"+s.name], r)
 			}
 		}
@@ -451,10 +459,38 @@ func runWrk(t *testing.T, wrk, lua, target, cookie string, size int, d time.Dura
 		t.Fatalf("wrk %s: %.0f bytes per response, want the %d-byte file and its headers: the session was not accepted", target, per, size)
 	}
 	return result{
-		rps: requests / (micros / 1e6),
-		p50: time.Duration(v[8]) * time.Microsecond,
-		p99: time.Duration(v[9]) * time.Microsecond,
+		rps:      requests / (micros / 1e6),
+		p50:      time.Duration(v[8]) * time.Microsecond,
+		p99:      time.Duration(v[9]) * time.Microsecond,
+		requests: requests,
+		respSize: bytesRead / requests,
+		wrkCPU:   time.Duration(float64(cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime()) / requests),
 	}
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// processCPU is the CPU time (user and system, all threads) the process
+// has used, from /proc/<pid>/stat (in USER_HZ ticks, 1/100 s on Linux).
+func processCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatalf("reading Caddy's CPU time: %v", err)
+	}
+	// The command name, in parentheses, may hold spaces: count fields
+	// after its closing parenthesis. utime and stime are fields 14 and 15.
+	_, rest, _ := bytes.Cut(b, []byte(") "))
+	f := strings.Fields(string(rest))
+	if len(f) < 13 {
+		t.Fatalf("unexpected /proc/%d/stat: %q", pid, b)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("unexpected /proc/%d/stat: %q", pid, b)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func formatTable(sites []site, results map[string][]result, cfg loadConf) string {
@@ -462,8 +498,8 @@ func formatTable(sites []site, results map[string][]result, cfg loadConf) string
 	fmt.Fprintf(&b, "Load test, %s, %s; %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), machine(), cfg.versions)
 	fmt.Fprintf(&b, "load average (1, 5, 15 min) at the start %s, at the end %s\n", cfg.loadStart, loadAverage())
 	fmt.Fprintf(&b, "wrk -t1 -c%d, %v per run, %d alternating rounds, medians; a fresh login before every run of a protected site\n\n", cfg.connections, cfg.duration, cfg.rounds)
-	b.WriteString("| file | site | requests/s (median) | p50 | p99 | ratio to plain | Caddy RSS |\n")
-	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| file | site | requests/s (median) | p50 | p99 | ratio to plain | Caddy CPU per request | Caddy RSS |\n")
+	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, f := range files {
 		plain := median(results[f.name+"/plain"], func(r result) float64 { return r.rps })
 		for _, s := range sites {
@@ -471,6 +507,7 @@ func formatTable(sites []site, results map[string][]result, cfg loadConf) string
 			rps := median(rs, func(r result) float64 { return r.rps })
 			p50 := time.Duration(median(rs, func(r result) float64 { return float64(r.p50) }))
 			p99 := time.Duration(median(rs, func(r result) float64 { return float64(r.p99) }))
+			cpu := median(rs, func(r result) float64 { return us(r.caddyCPU) })
 			var peak int64
 			for _, r := range rs {
 				peak = max(peak, r.rss)
@@ -492,7 +529,7 @@ func formatTable(sites []site, results map[string][]result, cfg loadConf) string
 			} else {
 				name = "pkce_auth, " + s.name + " mode"
 			}
-			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %d MiB |\n", sizeName(f.size), name, rps, ms(p50), ms(p99), ratio, peak>>20)
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %.1f µs | %d MiB |\n", sizeName(f.size), name, rps, ms(p50), ms(p99), ratio, cpu, peak>>20)
 		}
 	}
 	return b.String()
