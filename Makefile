@@ -55,7 +55,7 @@ $(BIN)/demo-op: $(E2E_SOURCES)
 
 ## Tests
 
-test: unit fuzz e2e
+test: unit fuzz e2e bench-smoke
 
 unit: fmt vet
 	$(GO) test -race ./...
