@@ -71,11 +71,15 @@ const sessionKey = "loadtest-session-key-0123456789abcdefghijklmnopqrstuvwxyz"
 // cookieName is the session cookie's name over plain HTTP.
 const cookieName = "pkce_session"
 
-// site is one site of the Caddy process.
+// site is one site of the Caddy process, or a way of driving one.
 type site struct {
-	name      string // "plain", "cookie", "redis"
+	name      string // "plain", "plain-cookie", "cookie", "redis"
 	port      int
 	protected bool
+	// cookieOf, for plain-cookie, is the cookie-mode site whose session
+	// cookie is sent to the plain site: the cost of the cookie's bytes
+	// alone, without pkce_auth.
+	cookieOf *site
 }
 
 func (s site) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", s.port, path) }
@@ -114,7 +118,8 @@ func TestLoad(t *testing.T) {
 	for _, mode := range cfg.modes {
 		switch mode {
 		case "cookie":
-			sites = append(sites, site{name: "cookie", port: ports[1], protected: true})
+			cookieSite := site{name: "cookie", port: ports[1], protected: true}
+			sites = append(sites, site{name: "plain-cookie", port: ports[0], cookieOf: &cookieSite}, cookieSite)
 		case "redis":
 			sites = append(sites, site{name: "redis", port: ports[2], protected: true})
 		}
@@ -134,7 +139,9 @@ func TestLoad(t *testing.T) {
 	}
 	caddy := startCaddy(t, cfg.caddy, caddyfile, dir)
 	for _, s := range sites {
-		waitHTTP(t, caddy, s.url("/"+files[0].name), s.protected)
+		if s.cookieOf == nil {
+			waitHTTP(t, caddy, s.url("/"+files[0].name), s.protected)
+		}
 	}
 
 	lua := filepath.Join(dir, "report.lua")
@@ -147,8 +154,11 @@ func TestLoad(t *testing.T) {
 		// pkce_auth: no session cookie. Its bytes, sent with every
 		// request, are part of the cost measured.
 		cookie := ""
-		if s.protected {
+		switch {
+		case s.protected:
 			cookie = cookieName + "=" + login(t, s, f, size)
+		case s.cookieOf != nil:
+			cookie = cookieName + "=" + login(t, *s.cookieOf, f, size)
 		}
 		if profile != "" {
 			done := cpuProfile(t, admin, d-time.Second, profile)
@@ -182,7 +192,7 @@ func TestLoad(t *testing.T) {
 					profile = filepath.Join(cfg.profile, strings.TrimSuffix(f.name, ".bin")+"-"+s.name+".pprof")
 				}
 				r := run(s, f.name, f.size, cfg.duration, profile)
-				t.Logf("round %d %-8s %-6s %9.0f req/s  p50 %-8v p99 %-8v  CPU/request: Caddy %5.1f µs, wrk %5.1f µs  %6.0f bytes/response  rss %d MiB",
+				t.Logf("round %d %-8s %-12s %9.0f req/s  p50 %-8v p99 %-8v  CPU/request: Caddy %5.1f µs, wrk %5.1f µs  %6.0f bytes/response  rss %d MiB",
 					round+1, f.name, s.name, r.rps, r.p50, r.p99, us(r.caddyCPU), us(r.wrkCPU), r.respSize, r.rss>>20)
 				results[f.name+"/"+s.name] = append(results[f.name+"/"+s.name], r)
 			}
@@ -337,6 +347,9 @@ func buildCaddyfile(sites []site, root, dir, issuer, clientID, redisAddr, admin 
 }
 `, admin, filepath.Join(dir, "storage"))
 	for _, s := range sites {
+		if s.cookieOf != nil {
+			continue // drives the plain site
+		}
 		fmt.Fprintf(&b, "\nhttp://:%d {\n\troot * %s\n", s.port, root)
 		if s.protected {
 			fmt.Fprintf(&b, "\tpkce_auth {\n\t\tissuer %s\n\t\tclient_id %s\n\t\tsession_keys %s\n", issuer, clientID, sessionKey)
@@ -523,10 +536,13 @@ func formatTable(sites []site, results map[string][]result, cfg loadConf) string
 					ratio += fmt.Sprintf(" (target %.2f: %s)", target, verdict)
 				}
 			}
-			name := s.name
-			if s.name == "plain" {
+			var name string
+			switch {
+			case s.name == "plain":
 				name = "plain file_server"
-			} else {
+			case s.cookieOf != nil:
+				name = "plain file_server, sent the cookie-mode session cookie (no pkce_auth: the cookie's bytes alone)"
+			default:
 				name = "pkce_auth, " + s.name + " mode"
 			}
 			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %.1f µs | %d MiB |\n", sizeName(f.size), name, rps, ms(p50), ms(p99), ratio, cpu, peak>>20)
