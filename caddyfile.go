@@ -326,6 +326,15 @@ func unmarshalSession(d *caddyfile.Dispenser) (*SessionConfig, error) {
 			}
 		case "cache_size":
 			err = intArg(d, name, &cfg.CacheSize)
+		case "store_id_token":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				if v != "on" && v != "off" {
+					return nil, d.Errf("session: store_id_token must be on or off, not %q", v)
+				}
+				on := v == "on"
+				cfg.StoreIDToken = &on
+			}
 		default:
 			return nil, d.Errf("unrecognized session subdirective %s", name)
 		}

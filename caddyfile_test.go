@@ -97,6 +97,7 @@ var caddyfileCases = []struct {
 				}
 				cache_ttl  2s
 				cache_size 500
+				store_id_token off
 			}
 			refresh                    off
 			refresh_leeway             2m
@@ -160,7 +161,7 @@ var caddyfileCases = []struct {
 					WriteTimeout: caddy.Duration(750 * time.Millisecond),
 				},
 				CacheTTL:  caddy.Duration(2 * time.Second),
-				CacheSize: 500,
+				CacheSize: 500, StoreIDToken: new(bool),
 			},
 			Refresh:                new(bool),
 			RefreshLeeway:          caddy.Duration(2 * time.Minute),
@@ -407,6 +408,10 @@ var caddyfileErrors = map[string]struct {
 	"unknown session subdirective": {
 		input:   "pkce_auth {\n session {\n  stor redis\n }\n}",
 		wantErr: "unrecognized session subdirective stor",
+	},
+	"store_id_token not on or off": {
+		input:   "pkce_auth {\n session {\n  store_id_token yes\n }\n}",
+		wantErr: `session: store_id_token must be on or off, not "yes"`,
 	},
 	"duplicate session subdirective": {
 		input:   "pkce_auth {\n session {\n  store cookie\n  store redis a:1\n }\n}",

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -245,20 +246,23 @@ func (p *PKCEAuth) newSession(claims map[string]any, idt *oidc.IDToken, rawIDTok
 		Expires:           t.Add(time.Duration(p.SessionLifetime)).Unix(),
 		LastSeen:          t.Unix(),
 		SID:               claimString(claims["sid"]),
-		IDToken:           rawIDToken,
+	}
+	if p.keepIDToken {
+		s.IDToken = rawIDToken
 	}
 	if v, ok := lookupClaim(claims, p.GroupsClaim); ok {
 		s.Groups = claimStrings(v)
 	}
-	// Claims exposed as placeholders and headers.
+	// Claims exposed as placeholders and headers; those with a field of
+	// their own (p.stdClaims) are not kept twice.
 	keep := map[string]string{}
 	add := func(path string) {
+		if slices.Contains(p.stdClaims, path) {
+			return
+		}
 		if v, ok := lookupClaim(claims, path); ok {
 			keep[path] = claimString(v)
 		}
-	}
-	for _, c := range []string{"sub", "email", "email_verified", "name", "preferred_username", p.UserIDClaim, p.GroupsClaim} {
-		add(c)
 	}
 	for _, c := range p.Claims {
 		add(c)
@@ -266,7 +270,9 @@ func (p *PKCEAuth) newSession(claims map[string]any, idt *oidc.IDToken, rawIDTok
 	for _, c := range p.Headers {
 		add(c)
 	}
-	s.Claims = keep
+	if len(keep) > 0 {
+		s.Claims = keep
+	}
 	return s, nil
 }
 

@@ -317,7 +317,7 @@ func TestPendingLogins(t *testing.T) {
 // refused and leaves the session alone.
 func TestLogout(t *testing.T) {
 	op := testop.New(t, testop.Config{})
-	s := startSite(t, op, siteOptions{})
+	s := startSite(t, op, siteOptions{auth: map[string]any{"session": map[string]any{"store_id_token": true}}})
 	b := newBrowser(t, s)
 	ls := s.startLogin(t, b, "/")
 	expectStatus(t, s.callback(b, s.authorize(t, b, ls)), http.StatusSeeOther)
@@ -411,6 +411,56 @@ func TestLogout(t *testing.T) {
 	// Other methods are refused.
 	r = b.do(http.MethodPut, s.base+"/oauth2/logout", fetchHeaders, nil)
 	expectStatus(t, r, http.StatusMethodNotAllowed)
+}
+
+// TestLogoutIDTokenHint: the ID token is kept for id_token_hint by default
+// only where it costs no request bytes (a server-side store); cookie-mode
+// logouts name the client instead, and the cookie stays small.
+func TestLogoutIDTokenHint(t *testing.T) {
+	cases := []struct {
+		name    string
+		session map[string]any
+		hint    bool
+	}{
+		{"cookie default", nil, false},
+		{"cookie with store_id_token", map[string]any{"store_id_token": true}, true},
+		{"caddy_storage default", map[string]any{"store": "caddy_storage"}, true},
+		{"caddy_storage without store_id_token", map[string]any{"store": "caddy_storage", "store_id_token": false}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			op := testop.New(t, testop.Config{})
+			opts := siteOptions{}
+			if c.session != nil {
+				opts.auth = map[string]any{"session": c.session}
+			}
+			s := startSite(t, op, opts)
+			b := newBrowser(t, s)
+			s.login(t, b, "/")
+			size := len(b.cookie(s, "pkce_session").Value)
+			if c.session == nil && size > 700 {
+				t.Errorf("cookie-mode session cookie is %d bytes; the ID token or duplicated claims crept back in", size)
+			}
+			r := b.navigate(s.base+"/oauth2/logout", "Sec-Fetch-Site", "same-origin")
+			expectStatus(t, r, http.StatusSeeOther)
+			loc, err := url.Parse(r.Location())
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := loc.Query()
+			if q.Get("client_id") != op.ClientID() {
+				t.Errorf("end-session client_id %q", q.Get("client_id"))
+			}
+			if got := q.Get("id_token_hint") != ""; got != c.hint {
+				t.Errorf("id_token_hint sent: %v, want %v (session cookie %d bytes)", got, c.hint, size)
+			}
+			end := b.get(r.Location())
+			expectStatus(t, end, http.StatusFound)
+			if end.Location() != s.base+"/" {
+				t.Errorf("provider sent the browser back to %q", end.Location())
+			}
+		})
+	}
 }
 
 // TestLogoutWithoutEndSession: a provider without end_session_endpoint

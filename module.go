@@ -254,6 +254,7 @@ type PKCEAuth struct {
 	scopes      []string
 	signingAlgs []string
 	headerNames []string
+	stdClaims   []string     // claims kept in session fields, not in Claims; see claimValue
 	jars        [2]cookieJar // plain, secure
 	events      eventEmitter
 	stop        chan struct{}
@@ -264,6 +265,7 @@ type PKCEAuth struct {
 	refreshing       bool
 	refreshLeeway    int64 // seconds
 	refreshOnIDToken bool
+	keepIDToken      bool // session.store_id_token with its default applied
 	passBearer       bool
 	refreshFlights   *flightGroup
 	refreshResults   *resultCache
@@ -303,6 +305,8 @@ func (p *PKCEAuth) Provision(ctx caddy.Context) error {
 	}
 	p.signingAlgs = p.SigningAlgs
 	p.headerNames = sortedKeys(p.Headers)
+	p.stdClaims = slices.Compact(slices.Sorted(slices.Values([]string{
+		"sub", "email", "email_verified", "name", "preferred_username", p.UserIDClaim, p.GroupsClaim})))
 	p.buildJars()
 	p.sessions = newSessionCache(sessionCacheSize)
 	if err := p.provisionSessions(ctx, repl, keys); err != nil {

@@ -363,7 +363,7 @@ func TestTamperedSessions(t *testing.T) {
 		"sealed for another cookie name":       sealWith(testKeyA, "session", "other_cookie", validSession(nil)),
 		"sealed as a transaction":              sealWith(testKeyA, "transaction", "pkce_session", validSession(nil)),
 		"right key, not JSON":                  sealWith(testKeyA, "session", "pkce_session", []byte("not json")),
-		"right key, no user":                   sealWith(testKeyA, "session", "pkce_session", validSession(func(s *session) { s.UserID = "" })),
+		"right key, no subject":                sealWith(testKeyA, "session", "pkce_session", validSession(func(s *session) { s.Subject, s.UserID = "", "" })),
 		"right key, expired":                   sealWith(testKeyA, "session", "pkce_session", validSession(func(s *session) { s.Expires = now().Add(-time.Second).Unix() })),
 		"right key, idle too long":             sealWith(testKeyA, "session", "pkce_session", validSession(func(s *session) { s.LastSeen = now().Add(-2 * time.Hour).Unix() })),
 		"right key, JSON null":                 sealWith(testKeyA, "session", "pkce_session", []byte("null")),

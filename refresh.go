@@ -273,7 +273,9 @@ func (p *PKCEAuth) redeemRefreshToken(ctx context.Context, cur *activeSession) (
 		if idt.Subject != cur.Subject {
 			return nil, fmt.Errorf("%w: refreshed ID token names another subject", errRefreshRejected)
 		}
-		s.IDToken = raw
+		if p.keepIDToken {
+			s.IDToken = raw
+		}
 	}
 	p.keepTokens(&s, tok, raw, t)
 	s.LastSeen = max(s.LastSeen, t.Unix())

@@ -14,10 +14,12 @@ import (
 )
 
 // session is what the sealed session cookie holds, and with a server-side
-// store the record kept there. Field names are short because in cookie mode
-// every byte travels with every request.
+// store the record kept there. Field names are short and nothing is kept
+// twice because in cookie mode every byte travels with every request: the
+// standard claims live in their fields only (Claims holds the others, see
+// claimValue), and UserID is omitted when it equals Subject.
 type session struct {
-	UserID            string            `json:"uid"`
+	UserID            string            `json:"uid,omitempty"`
 	Subject           string            `json:"sub"`
 	Email             string            `json:"em,omitempty"`
 	EmailVerified     bool              `json:"ev,omitempty"`
@@ -29,7 +31,7 @@ type session struct {
 	Expires           int64             `json:"exp"` // absolute end, unix seconds
 	LastSeen          int64             `json:"ls"`  // for the idle timeout, unix seconds
 	SID               string            `json:"sid,omitempty"`
-	IDToken           string            `json:"idt,omitempty"` // for id_token_hint at logout
+	IDToken           string            `json:"idt,omitempty"` // for id_token_hint at logout, see store_id_token
 
 	// Tokens for refresh and pass_access_token. A server-side store keeps
 	// them all; in cookie mode only what is needed goes into the cookie
@@ -81,11 +83,16 @@ func (p *PKCEAuth) activate(s *session) *activeSession {
 		[2]string{"http.auth.user.preferred_username", s.PreferredUsername},
 		[2]string{"http.auth.user.groups", a.groups},
 	)
+	for _, k := range p.stdClaims {
+		if v := p.claimValue(s, k); v != "" {
+			a.placeholders = append(a.placeholders, [2]string{"http.auth.user.claims." + k, v})
+		}
+	}
 	for k, v := range s.Claims {
 		a.placeholders = append(a.placeholders, [2]string{"http.auth.user.claims." + k, v})
 	}
 	for _, h := range p.headerNames {
-		a.headers = append(a.headers, s.Claims[p.Headers[h]])
+		a.headers = append(a.headers, p.claimValue(s, p.Headers[h]))
 	}
 	a.seen.Store(s.LastSeen)
 	a.refreshAt = p.refreshAt(s)
@@ -96,6 +103,53 @@ func (p *PKCEAuth) activate(s *session) *activeSession {
 		}
 	}
 	return a
+}
+
+// decodeSession parses a session's JSON; ok is false for malformed content.
+func decodeSession(plain []byte) (s *session, ok bool) {
+	s = new(session)
+	if err := json.Unmarshal(plain, s); err != nil || s.Subject == "" {
+		return nil, false
+	}
+	if s.UserID == "" {
+		s.UserID = s.Subject
+	}
+	return s, true
+}
+
+// encodeSession is the JSON kept for s, without what decodeSession restores.
+func encodeSession(s *session) ([]byte, error) {
+	if s.UserID == s.Subject {
+		c := *s
+		c.UserID = ""
+		s = &c
+	}
+	return json.Marshal(s)
+}
+
+// claimValue is the session's value of the claim at path, as a string
+// (arrays comma-joined), "" when the session does not have it.
+func (p *PKCEAuth) claimValue(s *session, path string) string {
+	switch path {
+	case p.UserIDClaim:
+		return s.UserID
+	case p.GroupsClaim:
+		return strings.Join(s.Groups, ",")
+	case "sub":
+		return s.Subject
+	case "email":
+		return s.Email
+	case "email_verified":
+		if s.Email == "" && !s.EmailVerified {
+			return ""
+		}
+		return boolString(s.EmailVerified)
+	case "name":
+		return s.Name
+	case "preferred_username":
+		return s.PreferredUsername
+	}
+	return s.Claims[path]
 }
 
 func boolString(b bool) string {
@@ -130,12 +184,12 @@ func (p *PKCEAuth) loadSession(r *http.Request, jar *cookieJar) (a *activeSessio
 			p.debug("session cookie rejected", "reason", "cannot be opened (tampered, truncated or sealed with an unknown key)")
 			return nil, 0
 		}
-		var s session
-		if err := json.Unmarshal(plain, &s); err != nil || s.UserID == "" {
+		s, ok := decodeSession(plain)
+		if !ok {
 			p.debug("session cookie rejected", "reason", "malformed content")
 			return nil, 0
 		}
-		a = p.activate(&s)
+		a = p.activate(s)
 		p.sessions.put(sealed, a)
 	}
 	return a.check(p, now().Unix())
@@ -210,7 +264,7 @@ func (p *PKCEAuth) endSession(w http.ResponseWriter, r *http.Request, jar *cooki
 // saveSession seals s into the response. It reports false when the session
 // is too large for the cookies, which the caller must treat as a failure.
 func (p *PKCEAuth) saveSession(w http.ResponseWriter, r *http.Request, jar *cookieJar, s *session) bool {
-	plain, err := json.Marshal(s)
+	plain, err := encodeSession(s)
 	if err != nil {
 		return false
 	}

@@ -44,6 +44,16 @@ type SessionConfig struct {
 
 	// The Redis connection, for store `redis`.
 	Redis *RedisConfig `json:"redis,omitempty"`
+
+	// Whether the session keeps the ID token, to send it as id_token_hint
+	// when the user logs out (OpenID Connect RP-Initiated Logout). Without
+	// it the logout request names the client with client_id instead, which
+	// Keycloak, Auth0, Zitadel, Entra ID and Authentik accept (some then ask
+	// the user to confirm); Okta requires the hint. In cookie mode the ID
+	// token would travel with every request (about 1 KB more per request,
+	// see docs/benchmarks.md), which is why the default differs.
+	// Default: true with store redis or caddy_storage, false with cookie.
+	StoreIDToken *bool `json:"store_id_token,omitempty"`
 }
 
 // Store names.
@@ -114,6 +124,10 @@ func (p *PKCEAuth) provisionSessions(ctx caddy.Context, repl *caddy.Replacer, ke
 	p.refreshResults = newResultCache(refreshResultLimit)
 
 	cfg := p.Session
+	p.keepIDToken = cfg.Store != storeCookie
+	if cfg.StoreIDToken != nil {
+		p.keepIDToken = *cfg.StoreIDToken
+	}
 	switch cfg.Store {
 	case storeCookie:
 		p.store = cookieStore{p}

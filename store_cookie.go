@@ -2,7 +2,6 @@ package pkceauth
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"time"
 
@@ -59,7 +58,7 @@ func (c cookieStore) reload(_ context.Context, a *activeSession) (*activeSession
 // update seals the refreshed session into a new cookie value, which
 // deliver then sets on every response that carried the old one.
 func (c cookieStore) update(_ context.Context, _ *activeSession, s *session) (*activeSession, error) {
-	plain, err := json.Marshal(s)
+	plain, err := encodeSession(s)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package pkceauth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -156,7 +155,7 @@ func (st *serverStore) fetch(ctx context.Context, id string, t time.Time) (*acti
 }
 
 func (st *serverStore) sealRecord(id string, s *session) (string, error) {
-	plain, err := json.Marshal(s)
+	plain, err := encodeSession(s)
 	if err != nil {
 		return "", err
 	}
@@ -170,12 +169,11 @@ func (st *serverStore) openRecord(id, record string) (*session, bool) {
 		st.p.debug("session record rejected", "reason", "cannot be opened with the session keys")
 		return nil, false
 	}
-	var s session
-	if err := json.Unmarshal(plain, &s); err != nil || s.UserID == "" {
+	s, ok := decodeSession(plain)
+	if !ok {
 		st.p.debug("session record rejected", "reason", "malformed content")
-		return nil, false
 	}
-	return &s, true
+	return s, ok
 }
 
 // recordName binds a sealed record to its session id, so records cannot be
