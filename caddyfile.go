@@ -369,6 +369,10 @@ func unmarshalRedis(d *caddyfile.Dispenser, cfg *RedisConfig) error {
 			err = intArg(d, name, &cfg.DB)
 		case "master_name":
 			err = oneArg(d, &cfg.MasterName)
+		case "sentinel_username":
+			err = oneArg(d, &cfg.SentinelUsername)
+		case "sentinel_password":
+			err = oneArg(d, &cfg.SentinelPassword)
 		case "cluster":
 			err = setFlag(d, &cfg.Cluster)
 		case "tls":
@@ -388,6 +392,12 @@ func unmarshalRedis(d *caddyfile.Dispenser, cfg *RedisConfig) error {
 					err = setFlag(d, &cfg.TLS.InsecureSkipVerify)
 				case "server_name":
 					err = oneArg(d, &cfg.TLS.ServerName)
+				case "ca_file":
+					err = oneArg(d, &cfg.TLS.CAFile)
+				case "client_cert":
+					if !d.Args(&cfg.TLS.CertFile, &cfg.TLS.KeyFile) || d.NextArg() {
+						return d.Errf("redis tls: client_cert takes <cert_file> <key_file>")
+					}
 				default:
 					return d.Errf("unrecognized redis tls subdirective %s", sub)
 				}

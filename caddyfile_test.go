@@ -85,9 +85,12 @@ var caddyfileCases = []struct {
 					password      {env.REDIS_PASSWORD}
 					db            2
 					master_name   sessions
+					sentinel_password {env.SENTINEL_PASSWORD}
 					tls {
 						insecure_skip_verify
 						server_name redis.internal
+						ca_file     /etc/redis/ca.pem
+						client_cert /etc/redis/client.pem /etc/redis/client-key.pem
 					}
 					key_prefix    app:
 					pool_size     20
@@ -148,12 +151,14 @@ var caddyfileCases = []struct {
 			Session: &SessionConfig{
 				Store: "redis",
 				Redis: &RedisConfig{
-					Addresses:    []string{"10.0.0.1:26379", "10.0.0.2:26379"},
-					Username:     "caddy",
-					Password:     "{env.REDIS_PASSWORD}",
-					DB:           2,
-					MasterName:   "sessions",
-					TLS:          &RedisTLS{Enabled: true, InsecureSkipVerify: true, ServerName: "redis.internal"},
+					Addresses:        []string{"10.0.0.1:26379", "10.0.0.2:26379"},
+					Username:         "caddy",
+					Password:         "{env.REDIS_PASSWORD}",
+					DB:               2,
+					MasterName:       "sessions",
+					SentinelPassword: "{env.SENTINEL_PASSWORD}",
+					TLS: &RedisTLS{Enabled: true, InsecureSkipVerify: true, ServerName: "redis.internal",
+						CAFile: "/etc/redis/ca.pem", CertFile: "/etc/redis/client.pem", KeyFile: "/etc/redis/client-key.pem"},
 					KeyPrefix:    "app:",
 					PoolSize:     20,
 					DialTimeout:  caddy.Duration(3 * time.Second),
@@ -408,6 +413,10 @@ var caddyfileErrors = map[string]struct {
 	"unknown session subdirective": {
 		input:   "pkce_auth {\n session {\n  stor redis\n }\n}",
 		wantErr: "unrecognized session subdirective stor",
+	},
+	"redis client_cert without the key": {
+		input:   "pkce_auth {\n session {\n  store redis a:1 {\n   tls {\n    client_cert c.pem\n   }\n  }\n }\n}",
+		wantErr: "client_cert takes <cert_file> <key_file>",
 	},
 	"store_id_token not on or off": {
 		input:   "pkce_auth {\n session {\n  store_id_token yes\n }\n}",

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"time"
 
@@ -42,6 +44,12 @@ type RedisConfig struct {
 	// Default: none.
 	MasterName string `json:"master_name,omitempty"`
 
+	// ACL user name and password of the Sentinels themselves (Sentinel's
+	// own requirepass), when they differ from the master's. Accept
+	// `{env.*}` and `{file.*}` placeholders. Default: none.
+	SentinelUsername string `json:"sentinel_username,omitempty"`
+	SentinelPassword string `json:"sentinel_password,omitempty"`
+
 	// Use Redis Cluster even with a single seed address. Default: false
 	// (Cluster only when more than one address is given).
 	Cluster bool `json:"cluster,omitempty"`
@@ -73,6 +81,14 @@ type RedisTLS struct {
 	// The name to verify the certificate against. Default: the host of
 	// the address.
 	ServerName string `json:"server_name,omitempty"`
+	// PEM file of the CA certificates that sign the server's certificate,
+	// for a Redis with a private CA. Default: the system's roots.
+	CAFile string `json:"ca_file,omitempty"`
+	// PEM files of the client certificate and its key, for a Redis that
+	// requires client certificates (tls-auth-clients yes). Both or
+	// neither. Default: none.
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
 }
 
 // Redis defaults.
@@ -118,8 +134,16 @@ func (c *RedisConfig) validate() error {
 	if c.PoolSize < 0 || c.DialTimeout < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 {
 		return errors.New("session: redis pool_size and timeouts must not be negative")
 	}
-	if c.TLS != nil && !c.TLS.Enabled && (c.TLS.InsecureSkipVerify || c.TLS.ServerName != "") {
-		return errors.New("session: redis tls settings are given but tls is not enabled; add \"enabled\": true")
+	if t := c.TLS; t != nil {
+		if !t.Enabled && (t.InsecureSkipVerify || t.ServerName != "" || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "") {
+			return errors.New("session: redis tls settings are given but tls is not enabled; add \"enabled\": true")
+		}
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			return errors.New("session: redis tls cert_file and key_file go together")
+		}
+	}
+	if (c.SentinelUsername != "" || c.SentinelPassword != "") && c.MasterName == "" {
+		return errors.New("session: redis sentinel_username and sentinel_password need master_name (Sentinel)")
 	}
 	return nil
 }
@@ -150,10 +174,23 @@ func newRedisBackend(cfg *RedisConfig, repl *caddy.Replacer, lockTTL time.Durati
 	resolved.Username = repl.ReplaceKnown(cfg.Username, "")
 	resolved.Password = repl.ReplaceKnown(cfg.Password, "")
 	resolved.MasterName = repl.ReplaceKnown(cfg.MasterName, "")
+	resolved.SentinelUsername = repl.ReplaceKnown(cfg.SentinelUsername, "")
+	resolved.SentinelPassword = repl.ReplaceKnown(cfg.SentinelPassword, "")
+	var tlsConfig *tls.Config
+	var tlsFiles []byte // the files' contents, so that a changed file makes a new client
 	if cfg.TLS != nil {
 		t := *cfg.TLS
 		t.ServerName = repl.ReplaceKnown(t.ServerName, "")
+		t.CAFile = repl.ReplaceKnown(t.CAFile, "")
+		t.CertFile = repl.ReplaceKnown(t.CertFile, "")
+		t.KeyFile = repl.ReplaceKnown(t.KeyFile, "")
 		resolved.TLS = &t
+		if t.Enabled {
+			var err error
+			if tlsConfig, tlsFiles, err = redisTLSConfig(&t); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for i, a := range resolved.Addresses {
 		if a == "" {
@@ -164,20 +201,22 @@ func newRedisBackend(cfg *RedisConfig, repl *caddy.Replacer, lockTTL time.Durati
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(raw)
+	sum := sha256.Sum256(append(raw, tlsFiles...))
 	key := hex.EncodeToString(sum[:])
 
 	opts := &redis.UniversalOptions{
-		Addrs:         resolved.Addresses,
-		Username:      resolved.Username,
-		Password:      resolved.Password,
-		DB:            resolved.DB,
-		MasterName:    resolved.MasterName,
-		IsClusterMode: resolved.Cluster,
-		PoolSize:      resolved.PoolSize,
-		DialTimeout:   time.Duration(resolved.DialTimeout),
-		ReadTimeout:   time.Duration(resolved.ReadTimeout),
-		WriteTimeout:  time.Duration(resolved.WriteTimeout),
+		Addrs:            resolved.Addresses,
+		Username:         resolved.Username,
+		Password:         resolved.Password,
+		DB:               resolved.DB,
+		MasterName:       resolved.MasterName,
+		SentinelUsername: resolved.SentinelUsername,
+		SentinelPassword: resolved.SentinelPassword,
+		IsClusterMode:    resolved.Cluster,
+		PoolSize:         resolved.PoolSize,
+		DialTimeout:      time.Duration(resolved.DialTimeout),
+		ReadTimeout:      time.Duration(resolved.ReadTimeout),
+		WriteTimeout:     time.Duration(resolved.WriteTimeout),
 		// Fail fast: a request waiting on a store that is down should get
 		// its 503 in milliseconds, not after seconds of retries; the
 		// store's health check (storeHealth) retries on its own.
@@ -188,13 +227,7 @@ func newRedisBackend(cfg *RedisConfig, repl *caddy.Replacer, lockTTL time.Durati
 		// not know the command.
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
-	if resolved.TLS != nil && resolved.TLS.Enabled {
-		opts.TLSConfig = &tls.Config{
-			MinVersion:         tls.VersionTLS12,
-			ServerName:         resolved.TLS.ServerName,
-			InsecureSkipVerify: resolved.TLS.InsecureSkipVerify, //nolint:gosec // explicit opt-in, documented as for tests
-		}
-	}
+	opts.TLSConfig = tlsConfig
 	val, _, err := redisClients.LoadOrNew(key, func() (caddy.Destructor, error) {
 		return pooledRedis{redis.NewUniversalClient(opts)}, nil
 	})
@@ -207,6 +240,43 @@ func newRedisBackend(cfg *RedisConfig, repl *caddy.Replacer, lockTTL time.Durati
 		prefix:  resolved.KeyPrefix,
 		lockTTL: lockTTL,
 	}, nil
+}
+
+// redisTLSConfig builds the TLS settings, reading the CA and client
+// certificate files now so that a missing or bad file fails the config
+// load with its name rather than every connection later. It also returns
+// the files' contents for the client's pool key.
+func redisTLSConfig(t *RedisTLS) (*tls.Config, []byte, error) {
+	c := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // explicit opt-in, documented as for tests
+	}
+	var files []byte
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("session: redis tls ca_file: %v", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("session: redis tls ca_file %s holds no PEM certificate", t.CAFile)
+		}
+		files = append(files, pem...)
+	}
+	if t.CertFile != "" {
+		pair, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("session: redis tls cert_file/key_file: %v", err)
+		}
+		c.Certificates = []tls.Certificate{pair}
+		for _, der := range pair.Certificate {
+			files = append(files, der...)
+		}
+		// The key itself stays out of the pool key: the certificate
+		// changes whenever the key does.
+	}
+	return c, files, nil
 }
 
 func (b *redisBackend) kind() string     { return storeRedis }

@@ -347,6 +347,9 @@ func TestRedisConfigValidate(t *testing.T) {
 		{"db on cluster", RedisConfig{Addresses: []string{"a:1", "b:1"}, DB: 2}, "Cluster"},
 		{"negative pool", RedisConfig{Addresses: []string{"a:1"}, PoolSize: -1}, "must not be negative"},
 		{"tls settings without tls", RedisConfig{Addresses: []string{"a:1"}, TLS: &RedisTLS{ServerName: "x"}}, "not enabled"},
+		{"ca_file without tls", RedisConfig{Addresses: []string{"a:1"}, TLS: &RedisTLS{CAFile: "ca.pem"}}, "not enabled"},
+		{"client cert without key", RedisConfig{Addresses: []string{"a:1"}, TLS: &RedisTLS{Enabled: true, CertFile: "c.pem"}}, "go together"},
+		{"sentinel password without sentinel", RedisConfig{Addresses: []string{"a:1"}, SentinelPassword: "x"}, "need master_name"},
 		{"sentinel with db", RedisConfig{Addresses: []string{"a:1", "b:1"}, MasterName: "m", DB: 1}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -402,6 +405,34 @@ func TestRedisBackendSentinel(t *testing.T) {
 	}
 }
 
+// TestRedisBackendSentinelPassword: Sentinels with their own requirepass
+// are asked with sentinel_password; without it the master is not found.
+func TestRedisBackendSentinelPassword(t *testing.T) {
+	master := startTestRedis(t, "--requirepass", "master-secret")
+	s := &testRedis{t: t, bin: master.bin, port: freeLoopbackPort(t), dir: t.TempDir()}
+	conf := filepath.Join(s.dir, "sentinel.conf")
+	err := os.WriteFile(conf, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nrequirepass sentinel-secret\n"+
+		"sentinel monitor sessions 127.0.0.1 %d 1\nsentinel auth-pass sessions master-secret\n"+
+		"sentinel down-after-milliseconds sessions 5000\n",
+		s.port, s.dir, master.port)), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.args = []string{conf, "--sentinel"}
+	s.start()
+	t.Cleanup(s.kill)
+
+	b := newTestRedisBackend(t, RedisConfig{Addresses: []string{s.addr()}, MasterName: "sessions",
+		Password: "master-secret", SentinelPassword: "sentinel-secret"})
+	backendContract(t, b)
+
+	without := newTestRedisBackend(t, RedisConfig{Addresses: []string{s.addr()}, MasterName: "sessions",
+		Password: "master-secret", KeyPrefix: "other:"})
+	if _, _, err := without.get(context.Background(), "x"); err == nil || err == errNotFound {
+		t.Fatalf("a password-protected Sentinel answered without sentinel_password: %v", err)
+	}
+}
+
 // TestRedisBackendTLS: a Redis that speaks only TLS (Debian's redis-server
 // is built with it) is reached with tls enabled, and not without.
 func TestRedisBackendTLS(t *testing.T) {
@@ -434,5 +465,50 @@ func TestRedisBackendTLS(t *testing.T) {
 		TLS: &RedisTLS{Enabled: true, ServerName: "localhost"}})
 	if _, _, err := verified.get(context.Background(), "x"); err == nil || err == errNotFound {
 		t.Fatalf("a self-signed certificate was accepted without insecure_skip_verify: %v", err)
+	}
+	// The private CA given as ca_file verifies the server.
+	withCA := newTestRedisBackend(t, RedisConfig{Addresses: []string{s.addr()}, KeyPrefix: "ca:",
+		TLS: &RedisTLS{Enabled: true, ServerName: "localhost", CAFile: certFile}})
+	backendContract(t, withCA)
+}
+
+// TestRedisBackendTLSClientCert: a Redis that requires client certificates
+// (tls-auth-clients yes) is reached with client_cert, and not without.
+func TestRedisBackendTLSClientCert(t *testing.T) {
+	cert := newTestCert(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, []byte(cert.certPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(cert.keyPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair([]byte(cert.certPEM), []byte(cert.keyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The certificate is its own CA: it signs the server's and the
+	// client's side.
+	s := &testRedis{t: t, bin: redisServerBinary(t), port: freeLoopbackPort(t), dir: dir,
+		tls: &tls.Config{RootCAs: cert.pool, ServerName: "localhost", Certificates: []tls.Certificate{pair}}}
+	s.args = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", certFile,
+		"--tls-auth-clients", "yes", "--save", "", "--appendonly", "no", "--dir", dir}
+	s.start()
+	t.Cleanup(s.kill)
+
+	b := newTestRedisBackend(t, RedisConfig{Addresses: []string{s.addr()},
+		TLS: &RedisTLS{Enabled: true, ServerName: "localhost", CAFile: certFile, CertFile: certFile, KeyFile: keyFile}})
+	backendContract(t, b)
+
+	anonymous := newTestRedisBackend(t, RedisConfig{Addresses: []string{s.addr()}, KeyPrefix: "anon:",
+		TLS: &RedisTLS{Enabled: true, ServerName: "localhost", CAFile: certFile}})
+	if _, _, err := anonymous.get(context.Background(), "x"); err == nil || err == errNotFound {
+		t.Fatalf("a Redis requiring client certificates answered without one: %v", err)
+	}
+	if _, err := newRedisBackend(&RedisConfig{Addresses: []string{s.addr()},
+		TLS: &RedisTLS{Enabled: true, CAFile: filepath.Join(dir, "missing.pem")}}, caddy.NewReplacer(), time.Second); err == nil || !strings.Contains(err.Error(), "ca_file") {
+		t.Fatalf("a missing ca_file: %v, want an error naming it", err)
 	}
 }
