@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -165,6 +166,20 @@ func (c *testCluster) node(name string) *clusterNode {
 }
 
 // refreshes counts the refresh_token grants the provider received.
+// counted sums a counter of the nodes' metrics (they have one registry
+// each): refreshes by result, or "store_unavailable".
+func (c *testCluster) counted(what string) float64 {
+	var n float64
+	for _, nd := range c.nodes {
+		if what == "store_unavailable" {
+			n += testutil.ToFloat64(nd.p.metrics.storeDown)
+		} else {
+			n += testutil.ToFloat64(nd.p.metrics.refreshes.WithLabelValues(what))
+		}
+	}
+	return n
+}
+
 func (c *testCluster) refreshes() int {
 	n := 0
 	for _, r := range c.op.TokenRequests() {

@@ -13,6 +13,8 @@ type metrics struct {
 	logins      *prometheus.CounterVec
 	logouts     prometheus.Counter
 	unavailable prometheus.Counter
+	storeDown   prometheus.Counter
+	refreshes   *prometheus.CounterVec
 }
 
 func newMetrics(ctx caddy.Context) *metrics {
@@ -30,6 +32,14 @@ func newMetrics(ctx caddy.Context) *metrics {
 			Namespace: "caddy", Subsystem: "pkce_auth", Name: "provider_unavailable_total",
 			Help: "Requests answered 503 because the identity provider could not be reached or used.",
 		})),
+		storeDown: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "caddy", Subsystem: "pkce_auth", Name: "store_unavailable_total",
+			Help: "Requests answered 503 because the session store (Redis, Caddy storage) could not be reached.",
+		})),
+		refreshes: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "caddy", Subsystem: "pkce_auth", Name: "refreshes_total",
+			Help: "Token refreshes at the provider by result: succeeded, rejected (session ended), unavailable (provider unreachable).",
+		}, []string{"result"})),
 	}
 	return m
 }
@@ -51,8 +61,10 @@ func register[C prometheus.Collector](reg *prometheus.Registry, c C) C {
 	return c
 }
 
-func (m *metrics) loginStarted()        { m.logins.WithLabelValues("started").Inc() }
-func (m *metrics) loginSucceeded()      { m.logins.WithLabelValues("succeeded").Inc() }
-func (m *metrics) loginFailed()         { m.logins.WithLabelValues("failed").Inc() }
-func (m *metrics) loggedOut()           { m.logouts.Inc() }
-func (m *metrics) providerUnavailable() { m.unavailable.Inc() }
+func (m *metrics) loginStarted()           { m.logins.WithLabelValues("started").Inc() }
+func (m *metrics) loginSucceeded()         { m.logins.WithLabelValues("succeeded").Inc() }
+func (m *metrics) loginFailed()            { m.logins.WithLabelValues("failed").Inc() }
+func (m *metrics) loggedOut()              { m.logouts.Inc() }
+func (m *metrics) providerUnavailable()    { m.unavailable.Inc() }
+func (m *metrics) storeUnavailable()       { m.storeDown.Inc() }
+func (m *metrics) refreshed(result string) { m.refreshes.WithLabelValues(result).Inc() }

@@ -213,11 +213,13 @@ func (p *PKCEAuth) refreshSession(ctx context.Context, a *activeSession) (*activ
 	s, err := p.redeemRefreshToken(ctx, cur)
 	if err != nil {
 		if errors.Is(err, errRefreshRejected) {
+			p.metrics.refreshed("rejected")
 			if derr := p.store.discard(ctx, cur); derr != nil {
 				p.logger.Warn("session whose refresh was refused could not be deleted", zap.Error(derr))
 			}
 			p.refreshResults.put(oldKey, nil, err, refreshResultTTL)
 		} else {
+			p.metrics.refreshed("unavailable")
 			p.refreshResults.put(oldKey, nil, err, refreshRetryAfter)
 		}
 		if c := p.logger.Check(zap.WarnLevel, "session refresh failed"); c != nil {
@@ -225,6 +227,7 @@ func (p *PKCEAuth) refreshSession(ctx context.Context, a *activeSession) (*activ
 		}
 		return nil, err
 	}
+	p.metrics.refreshed("succeeded")
 	na, err := p.store.update(ctx, cur, s)
 	if err != nil {
 		return nil, err

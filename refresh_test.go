@@ -80,6 +80,9 @@ func TestRefreshRace(t *testing.T) {
 			if n := c.refreshes(); n != 1 {
 				t.Fatalf("%d refresh requests reached the provider, want exactly 1", n)
 			}
+			if n := c.counted("succeeded"); n != 1 {
+				t.Fatalf("refreshes_total{result=succeeded} = %v, want 1", n)
+			}
 
 			// Late requests still carrying the old state get the new
 			// session, not a second refresh (which would be reuse).
@@ -138,6 +141,9 @@ func TestRefreshFailure(t *testing.T) {
 				if c.refreshes() != 1 {
 					t.Fatalf("%d refresh attempts, want 1", c.refreshes())
 				}
+				if n := c.counted("rejected"); n != 1 {
+					t.Fatalf("refreshes_total{result=rejected} = %v, want 1", n)
+				}
 			})
 			t.Run("provider down, token still valid", func(t *testing.T) {
 				op := newTestOP(t, testop.Config{})
@@ -151,6 +157,9 @@ func TestRefreshFailure(t *testing.T) {
 				expectUser(t, r, "provider down, token valid")
 				if r.field("authorization") != old {
 					t.Fatal("the upstream did not get the still-valid token")
+				}
+				if n := c.counted("unavailable"); n != 1 {
+					t.Fatalf("refreshes_total{result=unavailable} = %v, want 1", n)
 				}
 				// Recovery: the next try after the retry delay refreshes.
 				op.Misbehave(testop.Misbehaviour{})
@@ -342,6 +351,12 @@ func TestRefreshStoreDown(t *testing.T) {
 	if r.field("authorization") != old || c.refreshes() != 0 {
 		t.Fatalf("token changed or refreshed without the store (%d refreshes)", c.refreshes())
 	}
+	if n := c.counted("store_unavailable"); n != 0 {
+		t.Fatalf("store_unavailable_total = %v before any 503", n)
+	}
 	advanceClock(t, defaultRefreshLeeway)
 	expectStatusCode(t, b.get("A"), http.StatusServiceUnavailable, "token expired, store down")
+	if n := c.counted("store_unavailable"); n != 1 {
+		t.Fatalf("store_unavailable_total = %v after one 503, want 1", n)
+	}
 }

@@ -228,6 +228,7 @@ func (p *PKCEAuth) cleanupSessions() {
 // storeUnavailable answers a request that needs the session store while it
 // is down. Nobody gets in; the page says to try again.
 func (p *PKCEAuth) storeUnavailable(w http.ResponseWriter, r *http.Request) error {
+	p.metrics.storeUnavailable()
 	w.Header().Set("Retry-After", "5")
 	return p.fail(w, r, http.StatusServiceUnavailable, "Session store unavailable",
 		"Your session cannot be checked right now because the session store is unreachable. Please try again in a moment.")
@@ -256,15 +257,18 @@ func (h *storeHealth) allow() bool {
 	return t >= next && h.nextProbe.CompareAndSwap(next, t+int64(storeProbeInterval))
 }
 
-// report records the outcome of a store call. Cancellations by the client
-// say nothing about the store.
-func (h *storeHealth) report(logger *zap.Logger, kind string, err error) {
+// report records the outcome of a store call and announces each
+// transition once: a log line and a Caddy event (pkce_store_down,
+// pkce_store_recovered). Cancellations by the client say nothing about the
+// store.
+func (h *storeHealth) report(p *PKCEAuth, kind string, err error) {
 	switch {
 	case err == nil:
 		if h.down.Load() {
 			h.mu.Lock()
 			if h.down.CompareAndSwap(true, false) {
-				logger.Info("session store recovered", zap.String("store", kind))
+				p.logger.Info("session store recovered", zap.String("store", kind))
+				p.events.emit(context.Background(), "pkce_store_recovered", map[string]any{"store": kind, "issuer": p.Issuer})
 			}
 			h.mu.Unlock()
 		}
@@ -274,8 +278,9 @@ func (h *storeHealth) report(logger *zap.Logger, kind string, err error) {
 			h.mu.Lock()
 			if h.down.CompareAndSwap(false, true) {
 				h.nextProbe.Store(time.Now().Add(storeProbeInterval).UnixNano())
-				logger.Error("session store unreachable; requests that need it get 503 until it recovers",
+				p.logger.Error("session store unreachable; requests that need it get 503 until it recovers",
 					zap.String("store", kind), zap.Error(err))
+				p.events.emit(context.Background(), "pkce_store_down", map[string]any{"store": kind, "issuer": p.Issuer})
 			}
 			h.mu.Unlock()
 		}

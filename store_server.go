@@ -126,10 +126,10 @@ func (st *serverStore) fetch(ctx context.Context, id string, t time.Time) (*acti
 	fresh := t.Add(st.cacheTTL).UnixNano()
 	record, seen, err := st.backend.get(ctx, id)
 	if errors.Is(err, errNotFound) {
-		st.health.report(st.p.logger, st.backend.kind(), nil)
+		st.health.report(st.p, st.backend.kind(), nil)
 		return &activeSession{id: id, fresh: fresh}, nil
 	}
-	st.health.report(st.p.logger, st.backend.kind(), err)
+	st.health.report(st.p, st.backend.kind(), err)
 	if err != nil {
 		return nil, storeError("read", err)
 	}
@@ -194,7 +194,7 @@ func (st *serverStore) create(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	expires := time.Unix(s.Expires, 0)
 	err = st.backend.create(ctx, id, s.Subject, record, s.LastSeen, expires)
-	st.health.report(st.p.logger, st.backend.kind(), err)
+	st.health.report(st.p, st.backend.kind(), err)
 	if err != nil {
 		return storeError("create", err)
 	}
@@ -229,7 +229,7 @@ func (st *serverStore) touch(_ http.ResponseWriter, r *http.Request, _ *cookieJa
 		return
 	}
 	err := st.backend.touch(context.WithoutCancel(r.Context()), a.id, t)
-	st.health.report(st.p.logger, st.backend.kind(), err)
+	st.health.report(st.p, st.backend.kind(), err)
 	if err != nil {
 		st.p.debug("session idle timer not written back", "error", err.Error())
 	}
@@ -255,7 +255,7 @@ func (st *serverStore) remove(ctx context.Context, w http.ResponseWriter, r *htt
 		subject = a.Subject
 	}
 	err = st.backend.delete(ctx, id, subject)
-	st.health.report(st.p.logger, st.backend.kind(), err)
+	st.health.report(st.p, st.backend.kind(), err)
 	if err != nil {
 		return nil, storeError("delete", err)
 	}
@@ -275,7 +275,7 @@ func (st *serverStore) lock(ctx context.Context, a *activeSession) (func(), erro
 	}
 	unlock, err := st.backend.lock(ctx, a.id)
 	if !errors.Is(err, errLockTimeout) {
-		st.health.report(st.p.logger, st.backend.kind(), err)
+		st.health.report(st.p, st.backend.kind(), err)
 	}
 	if err != nil {
 		return nil, storeError("lock", err)
@@ -306,7 +306,7 @@ func (st *serverStore) update(ctx context.Context, a *activeSession, s *session)
 		return nil, err
 	}
 	ok, err := st.backend.update(ctx, a.id, record)
-	st.health.report(st.p.logger, st.backend.kind(), err)
+	st.health.report(st.p, st.backend.kind(), err)
 	if err != nil {
 		return nil, storeError("update", err)
 	}
@@ -330,7 +330,7 @@ func (st *serverStore) deliver(http.ResponseWriter, *http.Request, *cookieJar, *
 
 func (st *serverStore) discard(ctx context.Context, a *activeSession) error {
 	err := st.backend.delete(ctx, a.id, a.Subject)
-	st.health.report(st.p.logger, st.backend.kind(), err)
+	st.health.report(st.p, st.backend.kind(), err)
 	if a.sealed != "" {
 		st.cache.remove(a.sealed)
 	}
