@@ -54,8 +54,15 @@ func (p *PKCEAuth) serveCallback(w http.ResponseWriter, r *http.Request, jar *co
 	}
 	name := jar.txnName(state)
 	formPost := p.ResponseMode == "form_post"
-	txn, ok := p.openTransaction(name, cookieValue(r, name))
+	sealed := cookieValue(r, name)
+	txn, ok := p.openTransaction(name, sealed)
 	if !ok || subtle.ConstantTimeCompare([]byte(txn.State), []byte(state)) != 1 {
+		if !ok && sealed != "" {
+			// An expired or spoiled transaction cookie goes now rather than
+			// at its Max-Age. A live one stays: a callback with a wrong
+			// state must not cancel the login it does not belong to.
+			http.SetCookie(w, jar.txnCookie(name, "", -1, formPost))
+		}
 		return p.callbackFailed(w, r, failLogin(http.StatusBadRequest, "Login expired or not recognised",
 			"This sign-in was not started in this browser, was already used, or took too long. Please go back to the site and sign in again.",
 			"state does not match a live login"), nil)

@@ -150,7 +150,8 @@ func TestCallbackRejectsBadState(t *testing.T) {
 		ls := s.startLogin(t, b, "/")
 		cb := s.authorize(t, b, ls)
 		advanceClock(t, 10*time.Minute+2*time.Second) // login_timeout 10m
-		refused(t, b, cb, "state does not match a live login")
+		r := refused(t, b, cb, "state does not match a live login")
+		s.expectTxnConsumed(t, b, r, ls.state)
 	})
 
 	t.Run("transaction from the future", func(t *testing.T) {
