@@ -689,6 +689,55 @@ func TestErrorResponses(t *testing.T) {
 	})
 }
 
+// TestFormPostOverPlainHTTP: form_post cannot work over plain http (the
+// SameSite=None cookie must be Secure), so no login starts there; on
+// localhost browsers accept Secure cookies over http, so it does.
+func TestFormPostOverPlainHTTP(t *testing.T) {
+	op := testop.New(t, testop.Config{})
+	s := startSite(t, op, siteOptions{auth: map[string]any{"response_mode": "form_post", "cookie_secure": "auto"}})
+	for _, c := range []struct {
+		host string
+		want int
+	}{
+		{"app.example.com", http.StatusInternalServerError},
+		{"127.0.0.1", http.StatusFound},
+		{"localhost:8080", http.StatusFound},
+	} {
+		req, err := http.NewRequest(http.MethodGet, s.base+"/page", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = c.host
+		req.Header = withHeaders(navigationHeaders)
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("form_post login over http for Host %s: %d, want %d", c.host, resp.StatusCode, c.want)
+		}
+		if c.want != http.StatusFound && len(resp.Header.Values("Set-Cookie")) != 0 {
+			t.Errorf("refused login set cookies %v", resp.Header.Values("Set-Cookie"))
+		}
+	}
+	if n := len(op.AuthRequests()); n != 0 {
+		t.Errorf("%d authorization requests reached the provider", n)
+	}
+}
+
+func TestIsLoopbackHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true, "localhost:80": true, "app.localhost": true, "127.0.0.1": true, "127.1.2.3:9": true,
+		"[::1]:443": true, "::1": true, "localhost.": true,
+		"example.com": false, "localhost.example.com": false, "10.0.0.1": false, "[::2]:80": false, "": false,
+	} {
+		if got := isLoopbackHost(host); got != want {
+			t.Errorf("isLoopbackHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
 // TestFormPostOverTLS: response_mode form_post over HTTPS with
 // cookie_secure auto. The transaction cookie is SameSite=None; Secure so
 // the provider's cross-site POST carries it; the session cookie is a Lax

@@ -3,6 +3,7 @@ package pkceauth
 import (
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -73,6 +74,16 @@ func (p *PKCEAuth) startLogin(w http.ResponseWriter, r *http.Request, jar *cooki
 	}
 	name := jar.txnName(txn.State)
 	formPost := p.ResponseMode == "form_post"
+	if formPost && !strings.HasPrefix(p.origin(r), "https:") && !isLoopbackHost(r.Host) {
+		// The callback's cross-site POST carries only a SameSite=None
+		// cookie, which browsers accept only when Secure, and Secure
+		// cookies only from https (or localhost). Starting a login that
+		// must fail at the callback would only puzzle the user.
+		p.logger.Error("response_mode form_post needs HTTPS: this request came over plain HTTP (behind a TLS-terminating proxy, list it in trusted_proxies or set cookie_secure always)",
+			zap.String("host", r.Host))
+		return p.fail(w, r, http.StatusInternalServerError, "Sign-in misconfigured",
+			"This site's sign-in needs HTTPS. Tell the site's administrator.")
+	}
 	p.evictTransactions(w, r, jar, formPost)
 	http.SetCookie(w, jar.txnCookie(name, p.txnKeys.Seal(name, plain), int(time.Duration(p.LoginTimeout)/time.Second), formPost))
 
@@ -200,4 +211,18 @@ func requestOrigin(r *http.Request) string {
 // randomToken returns 256 random bits, base64url-encoded (43 characters).
 func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(randomBytes(32))
+}
+
+// isLoopbackHost reports whether host (with or without port) is localhost
+// or a loopback address, where browsers treat plain http as secure.
+func isLoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
