@@ -382,21 +382,29 @@ func TestRedisPlaceholders(t *testing.T) {
 	}
 }
 
+// startSentinel starts a Sentinel watching master as "sessions"; conf is
+// more sentinel.conf lines.
+func startSentinel(t *testing.T, master *testRedis, conf string) *testRedis {
+	t.Helper()
+	s := &testRedis{t: t, bin: master.bin, port: freeLoopbackPort(t), dir: t.TempDir()}
+	file := filepath.Join(s.dir, "sentinel.conf")
+	err := os.WriteFile(file, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
+		"sentinel monitor sessions 127.0.0.1 %d 1\nsentinel down-after-milliseconds sessions 5000\n%s",
+		s.port, s.dir, master.port, conf)), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.args = []string{file, "--sentinel"}
+	s.start()
+	t.Cleanup(s.kill)
+	return s
+}
+
 // TestRedisBackendSentinel runs the contract through Redis Sentinel
 // (master_name): the client asks the Sentinel for the master.
 func TestRedisBackendSentinel(t *testing.T) {
 	master := startTestRedis(t)
-	s := &testRedis{t: t, bin: master.bin, port: freeLoopbackPort(t), dir: t.TempDir()}
-	conf := filepath.Join(s.dir, "sentinel.conf")
-	err := os.WriteFile(conf, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
-		"sentinel monitor sessions 127.0.0.1 %d 1\nsentinel down-after-milliseconds sessions 5000\n",
-		s.port, s.dir, master.port)), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.args = []string{conf, "--sentinel"}
-	s.start()
-	t.Cleanup(s.kill)
+	s := startSentinel(t, master, "")
 
 	b := newTestRedisBackend(t, RedisConfig{Addresses: []string{s.addr()}, MasterName: "sessions"})
 	backendContract(t, b)
@@ -409,18 +417,7 @@ func TestRedisBackendSentinel(t *testing.T) {
 // are asked with sentinel_password; without it the master is not found.
 func TestRedisBackendSentinelPassword(t *testing.T) {
 	master := startTestRedis(t, "--requirepass", "master-secret")
-	s := &testRedis{t: t, bin: master.bin, port: freeLoopbackPort(t), dir: t.TempDir()}
-	conf := filepath.Join(s.dir, "sentinel.conf")
-	err := os.WriteFile(conf, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nrequirepass sentinel-secret\n"+
-		"sentinel monitor sessions 127.0.0.1 %d 1\nsentinel auth-pass sessions master-secret\n"+
-		"sentinel down-after-milliseconds sessions 5000\n",
-		s.port, s.dir, master.port)), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.args = []string{conf, "--sentinel"}
-	s.start()
-	t.Cleanup(s.kill)
+	s := startSentinel(t, master, "requirepass sentinel-secret\nsentinel auth-pass sessions master-secret\n")
 
 	b := newTestRedisBackend(t, RedisConfig{Addresses: []string{s.addr()}, MasterName: "sessions",
 		Password: "master-secret", SentinelPassword: "sentinel-secret"})
@@ -433,25 +430,48 @@ func TestRedisBackendSentinelPassword(t *testing.T) {
 	}
 }
 
-// TestRedisBackendTLS: a Redis that speaks only TLS (Debian's redis-server
-// is built with it) is reached with tls enabled, and not without.
-func TestRedisBackendTLS(t *testing.T) {
+// tlsRedis is a redis-server that speaks only TLS (Debian's is built with
+// it), with a self-signed certificate that is also the CA of client
+// certificates, which it requires when clientAuth is set.
+type tlsRedis struct {
+	*testRedis
+	certFile, keyFile string
+}
+
+func startTLSRedis(t *testing.T, clientAuth bool) *tlsRedis {
+	t.Helper()
 	cert := newTestCert(t)
 	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, []byte(cert.certPEM), 0o600); err != nil {
+	r := &tlsRedis{certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem")}
+	if err := os.WriteFile(r.certFile, []byte(cert.certPEM), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(keyFile, []byte(cert.keyPEM), 0o600); err != nil {
+	if err := os.WriteFile(r.keyFile, []byte(cert.keyPEM), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &testRedis{t: t, bin: redisServerBinary(t), port: freeLoopbackPort(t), dir: dir,
-		tls: &tls.Config{RootCAs: cert.pool, ServerName: "localhost"}}
-	s.args = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-auth-clients", "no",
-		"--save", "", "--appendonly", "no", "--dir", dir}
-	s.start()
-	t.Cleanup(s.kill)
+	pair, err := tls.X509KeyPair([]byte(cert.certPEM), []byte(cert.keyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := "no"
+	if clientAuth {
+		auth = "yes"
+	}
+	r.testRedis = &testRedis{t: t, bin: redisServerBinary(t), port: freeLoopbackPort(t), dir: dir,
+		tls: &tls.Config{RootCAs: cert.pool, ServerName: "localhost", Certificates: []tls.Certificate{pair}}}
+	r.args = []string{"--port", "0", "--tls-port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--tls-cert-file", r.certFile, "--tls-key-file", r.keyFile, "--tls-ca-cert-file", r.certFile,
+		"--tls-auth-clients", auth, "--save", "", "--appendonly", "no", "--dir", dir}
+	r.start()
+	t.Cleanup(r.kill)
+	return r
+}
+
+// TestRedisBackendTLS: a Redis that speaks only TLS is reached with tls
+// enabled, and not without.
+func TestRedisBackendTLS(t *testing.T) {
+	s := startTLSRedis(t, false)
+	certFile := s.certFile
 
 	b := newTestRedisBackend(t, RedisConfig{Addresses: []string{s.addr()},
 		TLS: &RedisTLS{Enabled: true, InsecureSkipVerify: true}})
@@ -475,28 +495,8 @@ func TestRedisBackendTLS(t *testing.T) {
 // TestRedisBackendTLSClientCert: a Redis that requires client certificates
 // (tls-auth-clients yes) is reached with client_cert, and not without.
 func TestRedisBackendTLSClientCert(t *testing.T) {
-	cert := newTestCert(t)
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, []byte(cert.certPEM), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, []byte(cert.keyPEM), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pair, err := tls.X509KeyPair([]byte(cert.certPEM), []byte(cert.keyPEM))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The certificate is its own CA: it signs the server's and the
-	// client's side.
-	s := &testRedis{t: t, bin: redisServerBinary(t), port: freeLoopbackPort(t), dir: dir,
-		tls: &tls.Config{RootCAs: cert.pool, ServerName: "localhost", Certificates: []tls.Certificate{pair}}}
-	s.args = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", certFile,
-		"--tls-auth-clients", "yes", "--save", "", "--appendonly", "no", "--dir", dir}
-	s.start()
-	t.Cleanup(s.kill)
+	s := startTLSRedis(t, true)
+	certFile, keyFile, dir := s.certFile, s.keyFile, s.dir
 
 	b := newTestRedisBackend(t, RedisConfig{Addresses: []string{s.addr()},
 		TLS: &RedisTLS{Enabled: true, ServerName: "localhost", CAFile: certFile, CertFile: certFile, KeyFile: keyFile}})
