@@ -78,12 +78,12 @@ func TestGuardInFrontOfZitadel(t *testing.T) {
 `, issuer, rp, rp, upstream.URL)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	caddy, err := startCaddy(caddyfile, "caddy-guard", nil)
+	caddy, err := startCaddy(caddyfile, "caddy-guard")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer caddy.stop()
-	if err := caddy.waitHTTP(issuer+"/.well-known/openid-configuration", 30*time.Second); err != nil {
+	defer caddy.Stop()
+	if err := caddy.WaitHTTP(t.Context(), issuer+"/.well-known/openid-configuration", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 

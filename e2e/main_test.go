@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/caddy-pkce/caddy-pkce/e2e/demoop"
+	"github.com/caddy-pkce/caddy-pkce/e2e/internal/proc"
 )
 
 const pluginModule = "github.com/caddy-pkce/caddy-pkce"
@@ -91,7 +92,7 @@ func runMain(m *testing.M) int {
 	stack.site = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	stack.issuer = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 
-	op, err := startProcess("demo-op", nil, opBin,
+	op, err := proc.Start("demo-op", filepath.Join(stack.logDir, "demo-op.log"), nil, opBin,
 		"-addr", strings.TrimPrefix(stack.issuer, "http://"),
 		"-record",
 		"-redirect-uri", stack.site+"/oauth2/callback",
@@ -99,21 +100,20 @@ func runMain(m *testing.M) int {
 	if err != nil {
 		return fatalMain(err)
 	}
-	defer op.stop()
-	if err := op.waitHTTP(stack.issuer+"/.well-known/openid-configuration", 15*time.Second); err != nil {
+	defer op.Stop()
+	if err := op.WaitHTTP(context.Background(), stack.issuer+"/.well-known/openid-configuration", 15*time.Second); err != nil {
 		return fatalMain(err)
 	}
 
-	caddy, err := startCaddy(filepath.Join(stack.repoRoot, "demo", "Caddyfile"), "caddy", map[string]string{
-		"DEMO_PORT":      strconv.Itoa(ports[0]),
-		"DEMO_ISSUER":    stack.issuer,
-		"DEMO_SITE_ROOT": filepath.Join(stack.repoRoot, "demo", "site"),
-	})
+	caddy, err := startCaddy(filepath.Join(stack.repoRoot, "demo", "Caddyfile"), "caddy",
+		"DEMO_PORT="+strconv.Itoa(ports[0]),
+		"DEMO_ISSUER="+stack.issuer,
+		"DEMO_SITE_ROOT="+filepath.Join(stack.repoRoot, "demo", "site"))
 	if err != nil {
 		return fatalMain(err)
 	}
-	defer caddy.stop()
-	if err := caddy.waitHTTP(stack.site+"/public/", 30*time.Second); err != nil {
+	defer caddy.Stop()
+	if err := caddy.WaitHTTP(context.Background(), stack.site+"/public/", 30*time.Second); err != nil {
 		return fatalMain(err)
 	}
 
@@ -216,102 +216,22 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// process is a server started by the tests.
-type process struct {
-	name    string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	err     error
-}
-
-func startProcess(name string, env map[string]string, bin string, args ...string) (*process, error) {
-	logPath := filepath.Join(stack.logDir, name+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = os.Environ()
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s: %v", name, err)
-	}
-	p := &process{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// startCaddy runs `caddy run` with a Caddyfile and its own, empty storage.
-// The name names its log file.
-func startCaddy(caddyfile, name string, env map[string]string) (*process, error) {
+// startCaddy runs `caddy run` with a Caddyfile and its own, empty storage;
+// env is KEY=value. The name names its log file.
+func startCaddy(caddyfile, name string, env ...string) (*proc.Process, error) {
 	home, err := os.MkdirTemp("", "e2e-caddy-")
 	if err != nil {
 		return nil, err
 	}
-	all := map[string]string{
-		"XDG_DATA_HOME":   filepath.Join(home, "data"),
-		"XDG_CONFIG_HOME": filepath.Join(home, "config"),
-	}
-	for k, v := range env {
-		all[k] = v
-	}
-	p, err := startProcess(name, all, stack.caddyBin, "run", "--config", caddyfile, "--adapter", "caddyfile")
+	env = append(env, "XDG_DATA_HOME="+filepath.Join(home, "data"), "XDG_CONFIG_HOME="+filepath.Join(home, "config"))
+	p, err := proc.Start(name, filepath.Join(stack.logDir, name+".log"), env, stack.caddyBin,
+		"run", "--config", caddyfile, "--adapter", "caddyfile")
 	if err != nil {
 		os.RemoveAll(home)
 		return nil, err
 	}
-	go func() { <-p.done; os.RemoveAll(home) }()
+	go func() { <-p.Done(); os.RemoveAll(home) }()
 	return p, nil
-}
-
-// stop asks for a graceful shutdown and kills the process after 10s.
-func (p *process) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// waitHTTP waits until url answers 200.
-func (p *process) waitHTTP(url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: time.Second}
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited (%v) before %s answered; see %s", p.name, p.err, url, p.logPath)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer %s with 200 within %s (last: %v); see %s", p.name, url, timeout, err, p.logPath)
-		}
-	}
 }
 
 // opRecorded returns what the provider saw after entry seq `since`.

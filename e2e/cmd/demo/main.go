@@ -10,15 +10,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -27,6 +24,7 @@ import (
 	"time"
 
 	"github.com/caddy-pkce/caddy-pkce/e2e/demoop"
+	"github.com/caddy-pkce/caddy-pkce/e2e/internal/proc"
 )
 
 func main() {
@@ -85,7 +83,7 @@ func run(caddyBin, opBin, caddyfile, siteRoot, dataDir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	op, err := start("provider", filepath.Join(absData, "op.log"), nil, opBin,
+	op, err := proc.Start("provider", filepath.Join(absData, "op.log"), nil, opBin,
 		"-addr", fmt.Sprintf("127.0.0.1:%d", opPort),
 		"-issuer", issuer,
 		"-redirect-uri", site+"/oauth2/callback",
@@ -93,12 +91,12 @@ func run(caddyBin, opBin, caddyfile, siteRoot, dataDir string) error {
 	if err != nil {
 		return err
 	}
-	defer op.stop()
-	if err := waitReady(ctx, op, issuer+"/.well-known/openid-configuration", 15*time.Second); err != nil {
+	defer op.Stop()
+	if err := op.WaitHTTP(ctx, issuer+"/.well-known/openid-configuration", 15*time.Second); err != nil {
 		return err
 	}
 
-	caddy, err := start("caddy", filepath.Join(absData, "caddy.log"), []string{
+	caddy, err := proc.Start("caddy", filepath.Join(absData, "caddy.log"), []string{
 		"DEMO_PORT=" + strconv.Itoa(sitePort),
 		"DEMO_ISSUER=" + issuer,
 		"DEMO_SITE_ROOT=" + absSite,
@@ -110,8 +108,8 @@ func run(caddyBin, opBin, caddyfile, siteRoot, dataDir string) error {
 	if err != nil {
 		return err
 	}
-	defer caddy.stop()
-	if err := waitReady(ctx, caddy, site+"/public/", 30*time.Second); err != nil {
+	defer caddy.Stop()
+	if err := caddy.WaitHTTP(ctx, site+"/public/", 30*time.Second); err != nil {
 		return err
 	}
 
@@ -133,19 +131,19 @@ caddy-pkce demo is running.
 
 Press Ctrl-C to stop.
 `, site, demoop.DemoUser.Username, demoop.DemoUser.Password, issuer,
-		rel(caddy.logPath), rel(op.logPath))
+		rel(caddy.LogPath), rel(op.LogPath))
 
 	select {
 	case <-ctx.Done():
 		fmt.Println("\nStopping Caddy and the provider...")
-		caddy.stop()
-		op.stop()
+		caddy.Stop()
+		op.Stop()
 		fmt.Println("Stopped.")
 		return nil
-	case <-caddy.done:
-		return caddy.exitError()
-	case <-op.done:
-		return op.exitError()
+	case <-caddy.Done():
+		return caddy.ExitError()
+	case <-op.Done():
+		return op.ExitError()
 	}
 }
 
@@ -173,99 +171,4 @@ func checkFree(port int, env string) error {
 			port, err, env, port+1)
 	}
 	return ln.Close()
-}
-
-type process struct {
-	name    string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	err     error
-}
-
-func start(name, logPath string, env []string, bin string, args ...string) (*process, error) {
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s: %v", name, err)
-	}
-	p := &process{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// stop asks the process to shut down gracefully and kills it if it has not
-// within 10 seconds. It is safe to call more than once.
-func (p *process) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// exitError describes an unexpected exit, with the end of the log.
-func (p *process) exitError() error {
-	return fmt.Errorf("%s exited unexpectedly (%v); the end of %s:\n%s", p.name, p.err, p.logPath, tail(p.logPath, 15))
-}
-
-func waitReady(ctx context.Context, p *process, url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: time.Second}
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.done:
-			return p.exitError()
-		case <-ctx.Done():
-			return errors.New("interrupted")
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer %s within %s; see %s:\n%s", p.name, url, timeout, p.logPath, tail(p.logPath, 15))
-		}
-	}
-}
-
-func tail(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var lines []string
-	s := bufio.NewScanner(f)
-	s.Buffer(make([]byte, 64*1024), 1024*1024)
-	for s.Scan() {
-		lines = append(lines, "  "+s.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
 }
