@@ -260,10 +260,7 @@ func (p *PKCEAuth) newSession(claims map[string]any, idt *oidc.IDToken, rawIDTok
 	for _, c := range []string{"sub", "email", "email_verified", "name", "preferred_username", p.UserIDClaim, p.GroupsClaim} {
 		add(c)
 	}
-	for _, c := range p.Claims {
-		add(c)
-	}
-	for _, c := range p.Headers {
+	for _, c := range p.keepClaims { // what the routes use (providers.go)
 		add(c)
 	}
 	s.Claims = keep

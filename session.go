@@ -46,12 +46,13 @@ var now = time.Now
 
 // activeSession is a decoded session with everything the hot path needs
 // precomputed, shared read-only between requests that carry the same cookie.
+// A named provider shares it between all its routes, so it holds nothing
+// that depends on one route's settings (headers are looked up per request).
 type activeSession struct {
 	*session
 	groups       string
 	placeholders [][2]string // key, value for the replacer
-	headers      []string    // values aligned with PKCEAuth.headerNames
-	bearer       string      // the pass_access_token header value, "" for none
+	bearer       string      // "Bearer <access token>" when a route passes it as Authorization
 	refreshAt    int64       // unix seconds from which to refresh; 0 never
 
 	// seen is the last use known to this instance, for the idle timeout:
@@ -84,16 +85,13 @@ func (p *PKCEAuth) activate(s *session) *activeSession {
 	for k, v := range s.Claims {
 		a.placeholders = append(a.placeholders, [2]string{"http.auth.user.claims." + k, v})
 	}
-	for _, h := range p.headerNames {
-		a.headers = append(a.headers, s.Claims[p.Headers[h]])
+	if p.providerName != "" {
+		a.placeholders = append(a.placeholders, [2]string{"http.auth.user.provider", p.providerName})
 	}
 	a.seen.Store(s.LastSeen)
 	a.refreshAt = p.refreshAt(s)
-	if p.PassAccessToken != "" && s.AccessToken != "" {
-		a.bearer = s.AccessToken
-		if p.passBearer {
-			a.bearer = "Bearer " + s.AccessToken
-		}
+	if p.passBearer && s.AccessToken != "" {
+		a.bearer = "Bearer " + s.AccessToken
 	}
 	return a
 }
