@@ -63,34 +63,54 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	for _, name := range a.names() {
 		np := a.Providers[name]
-		if np == nil {
-			return fmt.Errorf("providers: %s has no settings", name)
-		}
-		if !validProviderName(name) {
-			return fmt.Errorf("providers: %q is not a valid provider name (letters, digits and - only, at most 32)", name)
+		if err := a.applyNamedDefaults(name, np); err != nil {
+			return err
 		}
 		c := &np.PKCEAuth
-		if set := c.setFields(true); len(set) > 0 {
-			return fmt.Errorf("provider %s: %s %s route settings; set %s on each pkce_auth handler that names the provider",
-				name, strings.Join(set, ", "), plural(len(set), "is a", "are"), plural(len(set), "it", "them"))
-		}
-		c.providerName = name
-		c.displayName = np.DisplayName
-		if c.displayName == "" {
-			c.displayName = name
-		}
-		if c.CallbackPath == "" {
-			c.CallbackPath = "/oauth2/" + name + "/callback"
-		}
-		if c.LogoutPath == "" {
-			c.LogoutPath = "/oauth2/" + name + "/logout"
-		}
-		if c.CookieName == "" {
-			c.CookieName = defaultCookieName + "_" + name
-		}
 		if err := c.provisionCore(ctx, a.logger.With(zap.String("provider", name))); err != nil {
 			return fmt.Errorf("provider %s: %v", name, err)
 		}
+	}
+	return nil
+}
+
+// refuseRouteSettings is the error for a provider declaration that sets
+// route settings (or nil).
+func (p *PKCEAuth) refuseRouteSettings(name string) error {
+	set := p.setFields(true)
+	if len(set) == 0 {
+		return nil
+	}
+	return fmt.Errorf("provider %s: %s %s; set %s on each pkce_auth handler that names the provider",
+		name, strings.Join(set, ", "), plural(len(set), "is a route setting", "are route settings"), plural(len(set), "it", "them"))
+}
+
+// applyNamedDefaults checks a declaration's name and route settings and
+// sets the defaults that derive from the name.
+func (a *App) applyNamedDefaults(name string, np *NamedProvider) error {
+	if np == nil {
+		return fmt.Errorf("providers: %s has no settings", name)
+	}
+	if !validProviderName(name) {
+		return fmt.Errorf("providers: %q is not a valid provider name (letters, digits and - only, at most 32)", name)
+	}
+	c := &np.PKCEAuth
+	if err := c.refuseRouteSettings(name); err != nil {
+		return err
+	}
+	c.providerName = name
+	c.displayName = np.DisplayName
+	if c.displayName == "" {
+		c.displayName = name
+	}
+	if c.CallbackPath == "" {
+		c.CallbackPath = "/oauth2/" + name + "/callback"
+	}
+	if c.LogoutPath == "" {
+		c.LogoutPath = "/oauth2/" + name + "/logout"
+	}
+	if c.CookieName == "" {
+		c.CookieName = defaultCookieName + "_" + name
 	}
 	return nil
 }

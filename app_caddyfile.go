@@ -68,8 +68,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if set := np.setFields(true); len(set) > 0 {
-			return nil, d.Errf("provider %s: %v are route settings; set them on each pkce_auth that names the provider", name, set)
+		if err := np.refuseRouteSettings(name); err != nil {
+			return nil, d.Err(err.Error())
 		}
 		if app.Providers == nil {
 			app.Providers = make(map[string]*NamedProvider)
