@@ -584,3 +584,69 @@ func loadCaddyfile(t *testing.T, config string) {
 	}
 	t.Cleanup(func() { postCaddyConfig(t, map[string]any{}) })
 }
+
+// TestNamedProviderRevokeAndReload: a named provider's server-side store
+// and session cache are shared by its routes, so an admin revocation
+// reaches them all at once; a config reload provisions the provider anew
+// (its own discovery) and cleans the old one up, and sessions survive it.
+func TestNamedProviderRevokeAndReload(t *testing.T) {
+	op := testop.New(t, testop.Config{})
+	storage := t.TempDir()
+	providers := map[string]any{"corp": namedProvider(op, map[string]any{
+		// A long cache: only the shared cache's invalidation can end
+		// the session on both routes at once.
+		"session": map[string]any{"store": "caddy_storage", "cache_ttl": "1h"},
+	})}
+	routes := func(header string) []any {
+		return []any{
+			namedRoute(map[string]any{"path": []string{"/a/*"}}, map[string]any{"providers": []string{"corp"}, "headers": map[string]string{header: "email"}}),
+			namedRoute(nil, map[string]any{"providers": []string{"corp"}}),
+		}
+	}
+	port := pickFreePort(t)
+	load := func(header string) {
+		cfg := namedConfig(t, port, filepath.Join(t.TempDir(), "caddy.log"), providers, routes(header))
+		cfg["storage"] = map[string]any{"module": "file_system", "root": storage}
+		loadCaddyJSON(t, cfg)
+	}
+	load("X-User")
+	t.Cleanup(func() { postCaddyConfig(t, map[string]any{}) })
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+
+	alice := newBrowser(t, nil)
+	namedLogin(t, alice, op, base, base+"/a/x", "corp")
+	for _, path := range []string{"/a/x", "/b"} {
+		expectStatus(t, alice.fetch(base+path), http.StatusOK)
+	}
+	if n := len(serverHandlers()); n != 1 {
+		t.Errorf("%d server-side stores registered for the admin API, want the provider's one", n)
+	}
+
+	// A reload: a new provider instance, the old one cleaned up.
+	load("X-Email")
+	if n := len(serverHandlers()); n != 1 {
+		t.Errorf("after a reload %d server-side stores are registered, want 1 (the old provider cleaned up)", n)
+	}
+	r := alice.fetch(base + "/a/x")
+	expectStatus(t, r, http.StatusOK)
+	if f := r.Fields(); f["id"] != "alice-sub" {
+		t.Errorf("after reload: id %q", f["id"])
+	}
+	// Discovery runs in the background after provisioning.
+	for deadline := time.Now().Add(5 * time.Second); op.Counts().Discovery < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c := op.Counts(); c.Discovery != 2 {
+		t.Errorf("discovery fetched %d times over two config loads, want once per load", c.Discovery)
+	}
+
+	status, body := adminRevoke(t, http.MethodPost, `{"subject": "alice-sub"}`)
+	if status != http.StatusOK || !strings.Contains(body, `"revoked":1`) {
+		t.Fatalf("revoke: %d %s; want one session revoked", status, body)
+	}
+	for _, path := range []string{"/a/x", "/b"} {
+		if r := alice.fetch(base + path); r.Status != http.StatusUnauthorized {
+			t.Errorf("%s after revocation: %s; want 401", path, r)
+		}
+	}
+}
