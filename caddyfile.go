@@ -30,7 +30,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
-//	pkce_auth [<matcher>] {
+//	pkce_auth [<matcher>] [<provider...>] {
 //	    issuer                 <url>
 //	    discovery_url          <url>
 //	    authorization_endpoint <url>
@@ -99,7 +99,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    pass_access_token          [<header>]
 //	}
 //
-// Each subdirective sets the JSON field of the same name (auth_param fills
+// Provider names after the matcher fill providers: the providers declared
+// in the global pkce option (app.go), and the block then holds only route
+// settings. Each subdirective sets the JSON field of the same name (auth_param fills
 // auth_params, header fills headers) and may be given once, except
 // auth_param and header, which may be repeated with different names.
 // `idle_timeout off` disables the idle timeout. The session block fills
@@ -111,12 +113,30 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // Validate.
 func (p *PKCEAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
-	if d.NextArg() {
-		return d.Errf("pkce_auth takes no arguments other than a matcher, found %q; put the settings in its block", d.Val())
+	// Arguments name providers declared in the global pkce option.
+	for _, name := range d.RemainingArgs() {
+		if !validProviderName(name) {
+			return d.Errf("pkce_auth: %q is not a provider name (letters, digits and -, as declared in the global pkce option); put inline settings in the block", name)
+		}
+		p.Providers = append(p.Providers, name)
 	}
+	if err := p.unmarshalBlock(d, nil); err != nil {
+		return err
+	}
+	if len(p.Providers) > 0 {
+		if err := p.refuseProviderSettings(); err != nil {
+			return d.Err(err.Error())
+		}
+	}
+	return nil
+}
 
+// unmarshalBlock reads the settings block at the dispenser's nesting;
+// other, when not nil, is offered the subdirectives this function does
+// not know (the provider block of the global option adds its own).
+func (p *PKCEAuth) unmarshalBlock(d *caddyfile.Dispenser, other func(name string) (bool, error)) error {
 	seen := make(map[string]bool)
-	for d.NextBlock(0) {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
 		if name != "auth_param" && name != "header" {
 			if seen[name] {
@@ -280,7 +300,13 @@ func (p *PKCEAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "{":
 			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block, except session")
 		default:
-			return d.Errf("unrecognized subdirective %s", name)
+			var known bool
+			if other != nil {
+				known, err = other(name)
+			}
+			if !known {
+				return d.Errf("unrecognized subdirective %s", name)
+			}
 		}
 		if err != nil {
 			return err

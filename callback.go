@@ -271,10 +271,7 @@ func (p *PKCEAuth) newSession(claims map[string]any, idt *oidc.IDToken, rawIDTok
 			keep[path] = claimString(v)
 		}
 	}
-	for _, c := range p.Claims {
-		add(c)
-	}
-	for _, c := range p.Headers {
+	for _, c := range p.keepClaims { // what the routes use (providers.go)
 		add(c)
 	}
 	if len(keep) > 0 {

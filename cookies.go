@@ -66,6 +66,11 @@ func (p *PKCEAuth) newJar(secure bool) cookieJar {
 		txn = "__Host-"
 	}
 	jar.txn = txn + txnNamePrefix
+	if p.providerName != "" {
+		// Each named provider counts and evicts only its own pending
+		// logins; names have no "_", so no prefix covers another's.
+		jar.txn += p.providerName + "_"
+	}
 	return jar
 }
 

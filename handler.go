@@ -13,41 +13,59 @@ import (
 
 // ServeHTTP routes the callback and logout paths to their flows, passes
 // requests with a valid session on, and starts a login (navigations) or
-// answers 401 (everything else) for requests without one.
+// answers 401 (everything else) for requests without one. With several
+// named providers, the first whose session the request carries signs it
+// in, and a navigation without any gets the provider chooser.
 func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	jar := p.cookies(r)
-	switch r.URL.Path {
-	case p.CallbackPath:
-		return p.serveCallback(w, r, jar)
-	case p.LogoutPath:
-		return p.serveLogout(w, r, jar)
-	}
-
-	s, todo, err := p.store.load(r, jar)
-	if err != nil {
-		p.logStoreError(r, err)
-		return p.storeUnavailable(w, r)
-	}
-	if todo&todoRefresh != 0 {
-		if s, err = p.refreshRequest(w, r, jar, s); err != nil {
-			p.logStoreError(r, err)
-			return p.storeUnavailable(w, r)
+	for _, c := range p.cores {
+		switch r.URL.Path {
+		case c.CallbackPath:
+			return c.serveCallback(w, r, c.cookies(r))
+		case c.LogoutPath:
+			return c.serveLogout(w, r, c.cookies(r))
 		}
-		todo = 0 // a refresh records the use
 	}
-	if s == nil {
-		if isNavigation(r) {
-			return p.startLogin(w, r, jar)
+	for _, c := range p.cores {
+		jar := c.cookies(r)
+		s, err := c.currentSession(w, r, jar)
+		if err != nil {
+			c.logStoreError(r, err)
+			return c.storeUnavailable(w, r)
 		}
+		if s != nil {
+			p.authenticate(r, jar, s)
+			return next.ServeHTTP(w, r)
+		}
+	}
+	if !isNavigation(r) {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 		return p.fail(w, r, http.StatusUnauthorized, "Authentication required",
 			"This resource needs a signed-in session. Sign in through the site first.")
 	}
-	if todo&todoTouch != 0 {
+	if len(p.cores) > 1 {
+		return p.chooseProvider(w, r)
+	}
+	return p.cores[0].startLogin(w, r, p.cores[0].cookies(r))
+}
+
+// currentSession returns the request's valid session, refreshed and its
+// idle timer written back as due, or nil; an error only when the session
+// store is needed and fails.
+func (p *PKCEAuth) currentSession(w http.ResponseWriter, r *http.Request, jar *cookieJar) (*activeSession, error) {
+	s, todo, err := p.store.load(r, jar)
+	if err != nil {
+		return nil, err
+	}
+	if todo&todoRefresh != 0 {
+		if s, err = p.refreshRequest(w, r, jar, s); err != nil {
+			return nil, err
+		}
+		todo = 0 // a refresh records the use
+	}
+	if s != nil && todo&todoTouch != 0 {
 		p.store.touch(w, r, jar, s)
 	}
-	p.authenticate(r, jar, s)
-	return next.ServeHTTP(w, r)
+	return s, nil
 }
 
 // authenticate exposes the identity to later handlers: placeholders, the
@@ -66,18 +84,25 @@ func (p *PKCEAuth) authenticate(r *http.Request, jar *cookieJar, s *activeSessio
 	}
 	for i, name := range p.headerNames {
 		r.Header.Del(name)
-		if v := s.headers[i]; v != "" {
+		if v := s.claim(p.headerClaims[i]); v != "" {
 			r.Header.Set(name, v)
 		}
 	}
 	if p.PassAccessToken != "" {
 		r.Header.Del(p.PassAccessToken)
-		if s.bearer != "" {
-			r.Header.Set(p.PassAccessToken, s.bearer)
+		v := s.AccessToken
+		if p.passBearer {
+			v = s.bearer
+		}
+		if v != "" {
+			r.Header.Set(p.PassAccessToken, v)
 		}
 	}
 	if !p.KeepCookies {
 		jar.stripCookies(r)
+		if len(p.cores) > 1 {
+			p.stripOtherProviders(r, jar)
+		}
 	}
 }
 

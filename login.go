@@ -56,6 +56,12 @@ func prefersHTML(r *http.Request) bool {
 // startLogin creates a transaction and redirects the browser to the
 // provider's authorization endpoint.
 func (p *PKCEAuth) startLogin(w http.ResponseWriter, r *http.Request, jar *cookieJar) error {
+	return p.startLoginTo(w, r, jar, r.URL.RequestURI())
+}
+
+// startLoginTo is startLogin returning to returnTo (checked here) instead
+// of the request's own URI.
+func (p *PKCEAuth) startLoginTo(w http.ResponseWriter, r *http.Request, jar *cookieJar, returnTo string) error {
 	st, err := p.provider.get(r.Context())
 	if err != nil {
 		return p.providerError(w, r, err)
@@ -64,7 +70,7 @@ func (p *PKCEAuth) startLogin(w http.ResponseWriter, r *http.Request, jar *cooki
 		State:       randomToken(),
 		Nonce:       randomToken(),
 		Verifier:    oauth2.GenerateVerifier(),
-		ReturnTo:    returnPathOrRoot(r.URL.RequestURI()),
+		ReturnTo:    returnPathOrRoot(returnTo),
 		RedirectURI: p.redirectURI(r),
 		Created:     now().Unix(),
 	}

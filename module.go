@@ -39,6 +39,8 @@ func init() {
 //	{http.auth.user.preferred_username}
 //	{http.auth.user.groups}          the groups, comma-joined
 //	{http.auth.user.claims.<name>}   any claim kept in the session (see claims)
+//	{http.auth.user.provider}        the name of the provider that signed
+//	                                 the request in (named providers only)
 //
 // Caddy's access log records {http.auth.user.id} as user_id.
 //
@@ -244,6 +246,16 @@ type PKCEAuth struct {
 	// access token then travels in the cookie. Default: none (not passed).
 	PassAccessToken string `json:"pass_access_token,omitempty"`
 
+	// The names of providers declared in the `pkce` app (the global `pkce`
+	// option of the Caddyfile) that this handler uses instead of settings
+	// of its own. Such a handler takes only route settings (see
+	// routeFields); the provider, its sessions and its cookie are shared
+	// by every handler that names it. With several names, a request is
+	// signed in by the first provider in the list whose session it
+	// carries, and a browser without one gets a page to choose a provider.
+	// Default: none (the provider is configured inline).
+	Providers []string `json:"providers,omitempty"`
+
 	// runtime state, built in Provision
 	logger      *zap.Logger
 	provider    *provider
@@ -258,6 +270,17 @@ type PKCEAuth struct {
 	jars        [2]cookieJar // plain, secure
 	events      eventEmitter
 	stop        chan struct{}
+
+	// Named providers (providers.go): the provider-level instances this
+	// handler serves, in order (p itself when configured inline); and,
+	// on such an instance, its name, what its routes need kept, and how
+	// its chooser link reads.
+	cores           []*PKCEAuth
+	headerClaims    []string // claims aligned with headerNames
+	providerName    string
+	displayName     string
+	keepClaims      []string
+	keepAccessToken bool
 
 	// sessions store and refresh (store.go, refresh.go)
 	store            sessionStore
@@ -282,7 +305,21 @@ func (PKCEAuth) CaddyModule() caddy.ModuleInfo {
 // Provision sets defaults, resolves secrets and starts discovery in the
 // background. It does no network I/O that could fail the config load.
 func (p *PKCEAuth) Provision(ctx caddy.Context) error {
-	p.logger = ctx.Logger()
+	if len(p.Providers) > 0 {
+		return p.provisionReferences(ctx)
+	}
+	if err := p.provisionCore(ctx, ctx.Logger()); err != nil {
+		return err
+	}
+	p.cores = []*PKCEAuth{p}
+	p.provisionRoute()
+	return nil
+}
+
+// provisionCore provisions the provider-level part: what a named provider
+// shares between all its handlers.
+func (p *PKCEAuth) provisionCore(ctx caddy.Context, logger *zap.Logger) error {
+	p.logger = logger
 	repl := caddy.NewReplacer()
 
 	p.ClientSecret = repl.ReplaceKnown(p.ClientSecret, "")
@@ -304,7 +341,6 @@ func (p *PKCEAuth) Provision(ctx caddy.Context) error {
 		p.scopes = append([]string{"openid"}, p.scopes...)
 	}
 	p.signingAlgs = p.SigningAlgs
-	p.headerNames = sortedKeys(p.Headers)
 	p.stdClaims = slices.Compact(slices.Sorted(slices.Values([]string{
 		"sub", "email", "email_verified", "name", "preferred_username", p.UserIDClaim, p.GroupsClaim})))
 	p.buildJars()
@@ -322,6 +358,9 @@ func (p *PKCEAuth) Provision(ctx caddy.Context) error {
 }
 
 func (p *PKCEAuth) setDefaults() {
+	if len(p.Providers) > 0 {
+		return // the named providers have theirs (app.go)
+	}
 	if len(p.Scopes) == 0 {
 		p.Scopes = slices.Clone(defaultScopes)
 	}
@@ -431,6 +470,9 @@ func (p *PKCEAuth) loadSessionKeys(ctx caddy.Context, repl *caddy.Replacer) ([][
 
 // Validate checks the configuration without changing it.
 func (p *PKCEAuth) Validate() error {
+	if len(p.Providers) > 0 {
+		return p.validateReferences()
+	}
 	if p.Issuer == "" {
 		return errors.New("issuer is required (the provider's issuer URL, e.g. https://idp.example.com/realms/main)")
 	}
@@ -530,13 +572,8 @@ func (p *PKCEAuth) Validate() error {
 	if p.Timeout < 0 || p.ClockSkew < 0 {
 		return errors.New("timeout and clock_skew must not be negative")
 	}
-	for h := range p.Headers {
-		if !validHeaderName(h) {
-			return fmt.Errorf("headers: %q is not a valid header name", h)
-		}
-		if p.Headers[h] == "" {
-			return fmt.Errorf("headers: %s needs a claim", h)
-		}
+	if err := p.validateRoute(); err != nil {
+		return err
 	}
 	for _, name := range p.ForwardAuthParams {
 		if reservedAuthParams[name] {

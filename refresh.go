@@ -92,11 +92,11 @@ func (p *PKCEAuth) tokenExpiry(s *session) int64 {
 // keepTokens stores the tokens of a login or a refresh in the session.
 // With a server-side store every token is kept. In cookie mode only what
 // is used travels in the cookie: the refresh token and expiries when
-// refresh is on, the access token when it is passed upstream.
+// refresh is on, the access token when a route passes it upstream.
 func (p *PKCEAuth) keepTokens(s *session, tok *oauth2.Token, rawIDToken string, t time.Time) {
 	server := p.server != nil
 	s.TokenTime = t.Unix()
-	if server || p.PassAccessToken != "" {
+	if server || p.keepAccessToken {
 		s.AccessToken = tok.AccessToken
 	}
 	if server || p.refreshing {

@@ -48,12 +48,14 @@ var now = time.Now
 
 // activeSession is a decoded session with everything the hot path needs
 // precomputed, shared read-only between requests that carry the same cookie.
+// A named provider shares it between all its routes, so it holds nothing
+// that depends on one route's settings (headers are looked up per request).
 type activeSession struct {
 	*session
 	groups       string
 	placeholders [][2]string // key, value for the replacer
-	headers      []string    // values aligned with PKCEAuth.headerNames
-	bearer       string      // the pass_access_token header value, "" for none
+	std          [][2]string // claim, value of the claims kept in session fields (stdClaims)
+	bearer       string      // "Bearer <access token>" when a route passes it as Authorization
 	refreshAt    int64       // unix seconds from which to refresh; 0 never
 
 	// seen is the last use known to this instance, for the idle timeout:
@@ -85,22 +87,20 @@ func (p *PKCEAuth) activate(s *session) *activeSession {
 	)
 	for _, k := range p.stdClaims {
 		if v := p.claimValue(s, k); v != "" {
+			a.std = append(a.std, [2]string{k, v})
 			a.placeholders = append(a.placeholders, [2]string{"http.auth.user.claims." + k, v})
 		}
 	}
 	for k, v := range s.Claims {
 		a.placeholders = append(a.placeholders, [2]string{"http.auth.user.claims." + k, v})
 	}
-	for _, h := range p.headerNames {
-		a.headers = append(a.headers, p.claimValue(s, p.Headers[h]))
+	if p.providerName != "" {
+		a.placeholders = append(a.placeholders, [2]string{"http.auth.user.provider", p.providerName})
 	}
 	a.seen.Store(s.LastSeen)
 	a.refreshAt = p.refreshAt(s)
-	if p.PassAccessToken != "" && s.AccessToken != "" {
-		a.bearer = s.AccessToken
-		if p.passBearer {
-			a.bearer = "Bearer " + s.AccessToken
-		}
+	if p.passBearer && s.AccessToken != "" {
+		a.bearer = "Bearer " + s.AccessToken
 	}
 	return a
 }
@@ -150,6 +150,18 @@ func (p *PKCEAuth) claimValue(s *session, path string) string {
 		return s.PreferredUsername
 	}
 	return s.Claims[path]
+}
+
+// claim is the session's value of the claim at path, as a string (arrays
+// comma-joined), "" when the session does not have it. It does not
+// allocate: the hot path reads header values with it.
+func (a *activeSession) claim(path string) string {
+	for _, kv := range a.std {
+		if kv[0] == path {
+			return kv[1]
+		}
+	}
+	return a.Claims[path]
 }
 
 func boolString(b bool) string {

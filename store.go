@@ -202,16 +202,6 @@ func (p *PKCEAuth) validateSessions() error {
 	default:
 		return fmt.Errorf("refresh_on must be access_token or id_token, not %q", p.RefreshOn)
 	}
-	if h := p.PassAccessToken; h != "" {
-		if !validHeaderName(h) {
-			return fmt.Errorf("pass_access_token: %q is not a valid header name", h)
-		}
-		for name := range p.Headers {
-			if http.CanonicalHeaderKey(name) == http.CanonicalHeaderKey(h) {
-				return fmt.Errorf("pass_access_token: header %s is also set from a claim in headers; use another name", h)
-			}
-		}
-	}
 	return nil
 }
 
