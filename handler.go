@@ -36,6 +36,10 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		todo = 0 // a refresh records the use
 	}
 	if s == nil {
+		if p.PassUnauthenticated {
+			p.passAnonymous(r, jar)
+			return next.ServeHTTP(w, r)
+		}
 		if isNavigation(r) {
 			return p.startLogin(w, r, jar)
 		}
@@ -45,6 +49,11 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	}
 	if todo&todoTouch != 0 {
 		p.store.touch(w, r, jar, s)
+	}
+	if p.access != nil {
+		if handled, err := p.enforceAccess(w, r, jar, s); handled {
+			return err
+		}
 	}
 	p.authenticate(r, jar, s)
 	return next.ServeHTTP(w, r)

@@ -23,6 +23,13 @@ type transaction struct {
 	ReturnTo    string `json:"r"`
 	RedirectURI string `json:"u"`
 	Created     int64  `json:"t"`
+
+	// What the handler that started the login requires (access.go),
+	// checked at the callback whichever handler serves it: acr_values,
+	// max_age in seconds, and claims to keep for its rules.
+	ACR    []string `json:"a,omitempty"`
+	MaxAge int64    `json:"m,omitempty"`
+	Claims []string `json:"c,omitempty"`
 }
 
 // isNavigation tells a browser navigation (which may be redirected to the
@@ -67,6 +74,7 @@ func (p *PKCEAuth) startLogin(w http.ResponseWriter, r *http.Request, jar *cooki
 		RedirectURI: p.redirectURI(r),
 		Created:     now().Unix(),
 	}
+	p.access.require(&txn)
 	plain, err := json.Marshal(txn)
 	if err != nil {
 		return err
@@ -92,6 +100,7 @@ func (p *PKCEAuth) startLogin(w http.ResponseWriter, r *http.Request, jar *cooki
 	for k, v := range p.AuthParams {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
+	opts = append(opts, txn.stepUpParams()...)
 	query := r.URL.Query()
 	for _, k := range p.ForwardAuthParams {
 		if v := query.Get(k); v != "" && len(v) <= 256 {

@@ -244,6 +244,38 @@ type PKCEAuth struct {
 	// access token then travels in the cookie. Default: none (not passed).
 	PassAccessToken string `json:"pass_access_token,omitempty"`
 
+	// Authorization rules (access.go): a user gets in when no deny rule
+	// matches and, if there are allow rules, at least one allow rule
+	// matches; anyone else signed in gets 403 (never a new login). Each
+	// rule is an AND of its conditions; the values of one condition are
+	// alternatives. See Rule. Default: none (every signed-in user).
+	Allow []Rule `json:"allow,omitempty"`
+	Deny  []Rule `json:"deny,omitempty"`
+
+	// Let email conditions of allow rules match addresses the provider
+	// has not verified (email_verified missing or false), for providers
+	// that never send email_verified (Entra ID). Default: false.
+	AllowUnverifiedEmail bool `json:"allow_unverified_email,omitempty"`
+
+	// Step-up: the session's login must have met one of these
+	// authentication context classes (the ID token's `acr`). Sessions
+	// that did not are sent to the provider again with `acr_values`
+	// (API requests get 401, RFC 9470). Default: none.
+	RequireACR []string `json:"require_acr,omitempty"`
+
+	// Step-up: the session's login (the ID token's `auth_time`) must be
+	// at most this old, give or take clock_skew; older sessions are sent
+	// to the provider again with `max_age` (API requests get 401, RFC
+	// 9470). Default: 0 (no limit).
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+
+	// Let requests without a valid session through, without a login or a
+	// 401: with a session the identity placeholders and headers are set,
+	// without one the placeholders are empty and client-supplied identity
+	// headers are still removed. Cannot be combined with allow, deny,
+	// require_acr or max_age. Default: false.
+	PassUnauthenticated bool `json:"pass_unauthenticated,omitempty"`
+
 	// runtime state, built in Provision
 	logger      *zap.Logger
 	provider    *provider
@@ -257,6 +289,7 @@ type PKCEAuth struct {
 	jars        [2]cookieJar // plain, secure
 	events      eventEmitter
 	stop        chan struct{}
+	access      *accessPolicy // nil when no rule or step-up is configured
 
 	// sessions store and refresh (store.go, refresh.go)
 	store            sessionStore
@@ -304,6 +337,9 @@ func (p *PKCEAuth) Provision(ctx caddy.Context) error {
 	p.signingAlgs = p.SigningAlgs
 	p.headerNames = sortedKeys(p.Headers)
 	p.buildJars()
+	if p.access, err = p.compileAccess(); err != nil {
+		return err
+	}
 	p.sessions = newSessionCache(sessionCacheSize)
 	if err := p.provisionSessions(ctx, repl, keys); err != nil {
 		return err
@@ -545,6 +581,9 @@ func (p *PKCEAuth) Validate() error {
 		}
 	}
 	if err := p.validateSessions(); err != nil {
+		return err
+	}
+	if err := p.validateAccess(); err != nil {
 		return err
 	}
 	return nil

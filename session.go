@@ -39,6 +39,14 @@ type session struct {
 	AccessExpiry  int64  `json:"ate,omitempty"` // unix seconds, 0 when unknown
 	IDTokenExpiry int64  `json:"ite,omitempty"` // unix seconds, 0 when unknown
 	TokenTime     int64  `json:"tt,omitempty"`  // when the tokens were issued
+
+	// For step-up and authorization rules (access.go): the login's acr
+	// and auth_time (unix seconds, 0 when the ID token had none), and
+	// the claims the rules read, by dotted path, as lists. A path the
+	// login looked for but did not find is present with no values.
+	ACR        string              `json:"acr,omitempty"`
+	AuthTime   int64               `json:"ath,omitempty"`
+	RuleClaims map[string][]string `json:"rc,omitempty"`
 }
 
 // now is the clock; tests replace it.
@@ -53,6 +61,10 @@ type activeSession struct {
 	headers      []string    // values aligned with PKCEAuth.headerNames
 	bearer       string      // the pass_access_token header value, "" for none
 	refreshAt    int64       // unix seconds from which to refresh; 0 never
+
+	// The rules' decision (access.go), when the handler has rules or
+	// step-up requirements.
+	access accessResult
 
 	// seen is the last use known to this instance, for the idle timeout:
 	// the cookie's LastSeen in cookie mode; with a server-side store also
@@ -89,6 +101,9 @@ func (p *PKCEAuth) activate(s *session) *activeSession {
 	}
 	a.seen.Store(s.LastSeen)
 	a.refreshAt = p.refreshAt(s)
+	if p.access != nil {
+		a.access = p.access.decide(s)
+	}
 	if p.PassAccessToken != "" && s.AccessToken != "" {
 		a.bearer = s.AccessToken
 		if p.passBearer {
