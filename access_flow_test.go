@@ -489,4 +489,3 @@ func loadCaddyfile(t *testing.T, config string) string {
 	n, _ := resp.Body.Read(buf)
 	return sb.String() + " " + string(buf[:n])
 }
-
