@@ -34,7 +34,7 @@ func (p *PKCEAuth) enforceAccess(w http.ResponseWriter, r *http.Request, jar *co
 	case a.access.denied != "":
 		return true, p.forbid(w, r, a)
 	case a.access.acrLow || (ap.maxAge > 0 && now().Unix()-a.AuthTime > ap.maxAge+ap.skew):
-		if c := p.logger.Check(zap.InfoLevel, "step-up sign-in required"); c != nil {
+		if c := p.logger.Check(zap.DebugLevel, "step-up sign-in required"); c != nil {
 			c.Write(zap.String("user_id", a.UserID), zap.String("acr", a.ACR), zap.Int64("auth_time", a.AuthTime),
 				zap.String("path", truncate(r.URL.Path, 200)))
 		}
