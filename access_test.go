@@ -2,6 +2,8 @@ package pkceauth
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -335,5 +337,30 @@ func TestDecisionIsAllocationFree(t *testing.T) {
 	s := ruleUser(func(s *session) { s.Email = "alice@corp.example.com" })
 	if n := testing.AllocsPerRun(100, func() { _ = ap.decide(s) }); n != 0 {
 		t.Errorf("decide allocates %v times, want 0", n)
+	}
+}
+
+// TestEnforceAccessIsAllocationFree: a session the rules allow, within
+// max_age, passes enforceAccess without allocating.
+func TestEnforceAccessIsAllocationFree(t *testing.T) {
+	p := &PKCEAuth{
+		Allow:      []Rule{{Groups: []string{"staff"}}},
+		RequireACR: []string{"silver"},
+		MaxAge:     caddy.Duration(time.Hour),
+		ClockSkew:  caddy.Duration(time.Minute),
+	}
+	var err error
+	if p.access, err = p.compileAccess(); err != nil {
+		t.Fatal(err)
+	}
+	s := ruleUser(func(s *session) { s.AuthTime = now().Unix() })
+	a := &activeSession{session: s, access: p.access.decide(s)}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	w := httptest.NewRecorder()
+	if handled, _ := p.enforceAccess(w, r, nil, a); handled {
+		t.Fatal("an allowed session was stopped")
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = p.enforceAccess(w, r, nil, a) }); n != 0 {
+		t.Errorf("enforceAccess allocates %v times per request, want 0", n)
 	}
 }
