@@ -173,6 +173,9 @@ func setNonZero(t *testing.T, v reflect.Value) {
 		v.Set(m)
 	case reflect.Pointer:
 		v.Set(reflect.New(v.Type().Elem()))
+	case reflect.Struct:
+		// A struct (such as a Rule) is non-zero with its first field set.
+		setNonZero(t, v.Field(0))
 	default:
 		t.Fatalf("no non-zero value for %s", v.Type())
 	}

@@ -97,13 +97,28 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    refresh_on                 access_token|id_token
 //	    keep_session_when_idp_down
 //	    pass_access_token          [<header>]
+//	    allow                      email|group <value...>
+//	    allow                      claim|claim_regex <dotted.path> <value...>
+//	    allow {
+//	        email       <address|pattern...>
+//	        group       <group...>
+//	        claim       <dotted.path> <value...>
+//	        claim_regex <dotted.path> <regexp...>
+//	    }
+//	    deny                       (as allow)
+//	    allow_unverified_email
+//	    require_acr                <acr...>
+//	    max_age                    <duration>
+//	    pass_unauthenticated
 //	}
 //
 // Provider names after the matcher fill providers: the providers declared
 // in the global pkce option (app.go), and the block then holds only route
 // settings. Each subdirective sets the JSON field of the same name (auth_param fills
 // auth_params, header fills headers) and may be given once, except
-// auth_param and header, which may be repeated with different names.
+// auth_param and header, which may be repeated with different names, and
+// allow and deny, each one rule appended to allow or deny (see
+// unmarshalRule).
 // `idle_timeout off` disables the idle timeout. The session block fills
 // session (the redis block session.redis, its addresses also given after
 // `store redis`); `cache_ttl off` reads the store on every request.
@@ -138,7 +153,7 @@ func (p *PKCEAuth) unmarshalBlock(d *caddyfile.Dispenser, other func(name string
 	seen := make(map[string]bool)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
-		if name != "auth_param" && name != "header" {
+		if name != "auth_param" && name != "header" && name != "allow" && name != "deny" {
 			if seen[name] {
 				return d.Errf("subdirective %s may be given only once", name)
 			}
@@ -297,8 +312,25 @@ func (p *PKCEAuth) unmarshalBlock(d *caddyfile.Dispenser, other func(name string
 			default:
 				return d.ArgErr()
 			}
+		case "allow", "deny":
+			var rule Rule
+			if rule, err = unmarshalRule(d, name); err == nil {
+				if name == "allow" {
+					p.Allow = append(p.Allow, rule)
+				} else {
+					p.Deny = append(p.Deny, rule)
+				}
+			}
+		case "allow_unverified_email":
+			err = setFlag(d, &p.AllowUnverifiedEmail)
+		case "require_acr":
+			err = someArgs(d, &p.RequireACR)
+		case "max_age":
+			err = durationArg(d, name, &p.MaxAge)
+		case "pass_unauthenticated":
+			err = setFlag(d, &p.PassUnauthenticated)
 		case "{":
-			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block, except session")
+			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block, except session, allow and deny")
 		default:
 			var known bool
 			if other != nil {

@@ -107,6 +107,17 @@ var caddyfileCases = []struct {
 			refresh_on                 id_token
 			keep_session_when_idp_down
 			pass_access_token          X-Access-Token
+			allow                      email *@example.com boss@partner.example
+			allow {
+				group       staff
+				claim       realm_access.roles admin auditor
+				claim_regex sub "^[0-9]+$"
+			}
+			deny                       claim resource_access.app.roles blocked
+			allow_unverified_email
+			require_acr                gold silver
+			max_age                    10m
+			pass_unauthenticated
 		}`,
 		want: PKCEAuth{
 			Issuer:                "https://idp.example.com/realms/main",
@@ -173,6 +184,45 @@ var caddyfileCases = []struct {
 			RefreshOn:              "id_token",
 			KeepSessionWhenIdPDown: true,
 			PassAccessToken:        "X-Access-Token",
+			Allow: []Rule{
+				{Email: []string{"*@example.com", "boss@partner.example"}},
+				{
+					Groups:      []string{"staff"},
+					Claims:      map[string][]string{"realm_access.roles": {"admin", "auditor"}},
+					ClaimsRegex: map[string][]string{"sub": {"^[0-9]+$"}},
+				},
+			},
+			Deny:                 []Rule{{Claims: map[string][]string{"resource_access.app.roles": {"blocked"}}}},
+			AllowUnverifiedEmail: true,
+			RequireACR:           []string{"gold", "silver"},
+			MaxAge:               caddy.Duration(10 * time.Minute),
+			PassUnauthenticated:  true,
+		},
+	},
+	{
+		name: "rules in every form",
+		input: `pkce_auth {
+			allow group admins
+			allow claim_regex email ".*@(corp|staff)\.example\.com"
+			allow {
+				email *@corp.example.com
+				claim resource_access.app.roles editor
+				claim hd corp.example.com
+			}
+			deny email intern@corp.example.com
+			deny {
+				group contractors
+			}
+		}`,
+		want: PKCEAuth{
+			Allow: []Rule{
+				{Groups: []string{"admins"}},
+				{ClaimsRegex: map[string][]string{"email": {`.*@(corp|staff)\.example\.com`}}},
+				{Email: []string{"*@corp.example.com"}, Claims: map[string][]string{
+					"resource_access.app.roles": {"editor"}, "hd": {"corp.example.com"},
+				}},
+			},
+			Deny: []Rule{{Email: []string{"intern@corp.example.com"}}, {Groups: []string{"contractors"}}},
 		},
 	},
 	{
@@ -465,6 +515,70 @@ var caddyfileErrors = map[string]struct {
 	"pass_access_token with two headers": {
 		input:   "pkce_auth {\n pass_access_token A B\n}",
 		wantErr: "wrong argument count",
+	},
+	"allow without a condition": {
+		input:   "pkce_auth {\n allow\n}",
+		wantErr: "allow needs a condition",
+	},
+	"allow with an empty block": {
+		input:   "pkce_auth {\n allow {\n }\n}",
+		wantErr: "allow needs a condition",
+	},
+	"allow with a line and a block": {
+		input:   "pkce_auth {\n allow group a {\n  email x@y\n }\n}",
+		wantErr: "allow takes one condition on its line or a block of conditions, not both",
+	},
+	"unknown condition": {
+		input:   "pkce_auth {\n deny role admin\n}",
+		wantErr: "unrecognized deny condition role",
+	},
+	"unknown condition in a block": {
+		input:   "pkce_auth {\n allow {\n  groups a\n }\n}",
+		wantErr: "unrecognized allow condition groups",
+	},
+	"email without values": {
+		input:   "pkce_auth {\n allow email\n}",
+		wantErr: "allow email needs at least one value",
+	},
+	"claim without values": {
+		input:   "pkce_auth {\n allow claim realm_access.roles\n}",
+		wantErr: "allow claim needs a claim path and at least one value",
+	},
+	"claim_regex without values": {
+		input:   "pkce_auth {\n deny claim_regex sub\n}",
+		wantErr: "deny claim_regex needs a claim path and at least one value",
+	},
+	"email twice in a rule": {
+		input:   "pkce_auth {\n allow {\n  email a@b\n  email c@d\n }\n}",
+		wantErr: "allow: email may be given only once per rule",
+	},
+	"group twice in a rule": {
+		input:   "pkce_auth {\n deny {\n  group a\n  group b\n }\n}",
+		wantErr: "deny: group may be given only once per rule",
+	},
+	"claim path twice in a rule": {
+		input:   "pkce_auth {\n allow {\n  claim hd a\n  claim hd b\n }\n}",
+		wantErr: "allow: claim hd may be given only once per rule",
+	},
+	"condition with a block": {
+		input:   "pkce_auth {\n allow {\n  group a {\n   b\n  }\n }\n}",
+		wantErr: "allow: group does not take a block",
+	},
+	"require_acr without values": {
+		input:   "pkce_auth {\n require_acr\n}",
+		wantErr: "wrong argument count",
+	},
+	"bad max_age": {
+		input:   "pkce_auth {\n max_age 300\n}",
+		wantErr: `max_age: "300" is not a duration`,
+	},
+	"pass_unauthenticated with an argument": {
+		input:   "pkce_auth {\n pass_unauthenticated yes\n}",
+		wantErr: "wrong argument count",
+	},
+	"duplicate require_acr": {
+		input:   "pkce_auth {\n require_acr a\n require_acr b\n}",
+		wantErr: "subdirective require_acr may be given only once",
 	},
 	"flag with a block": {
 		input:   "pkce_auth {\n userinfo {\n }\n}",

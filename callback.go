@@ -227,7 +227,14 @@ func (p *PKCEAuth) verifyTokens(ctx context.Context, st *providerState, token *o
 		}
 	}
 
-	return p.newSession(claims, idt, raw, t)
+	s, f := p.newSession(claims, idt, raw, t)
+	if f == nil {
+		f = p.completeSession(s, claims, idt, txn, t)
+	}
+	if f != nil {
+		return nil, f
+	}
+	return s, nil
 }
 
 // newSession builds the session from verified claims.

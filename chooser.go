@@ -28,7 +28,7 @@ func (p *PKCEAuth) chooseProvider(w http.ResponseWriter, r *http.Request) error 
 			if c.providerName == name {
 				u := *r.URL
 				u.RawQuery, u.ForceQuery = rest, false
-				return c.startLoginTo(w, r, c.cookies(r), u.RequestURI())
+				return c.startLoginTo(w, r, c.cookies(r), u.RequestURI(), p.access)
 			}
 		}
 	}

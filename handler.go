@@ -33,9 +33,18 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 			return c.storeUnavailable(w, r)
 		}
 		if s != nil {
+			if p.access != nil {
+				if handled, err := p.enforceAccess(w, r, c, jar, s); handled {
+					return err
+				}
+			}
 			p.authenticate(r, jar, s)
 			return next.ServeHTTP(w, r)
 		}
+	}
+	if p.PassUnauthenticated {
+		p.passAnonymous(r)
+		return next.ServeHTTP(w, r)
 	}
 	if !isNavigation(r) {
 		w.Header().Set("WWW-Authenticate", "Bearer")
@@ -45,7 +54,7 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	if len(p.cores) > 1 {
 		return p.chooseProvider(w, r)
 	}
-	return p.cores[0].startLogin(w, r, p.cores[0].cookies(r))
+	return p.cores[0].startLogin(w, r, p.cores[0].cookies(r), p.access)
 }
 
 // currentSession returns the request's valid session, refreshed and its

@@ -198,6 +198,10 @@ func TestBadConfigRefusedByCaddy(t *testing.T) {
 		"HS256":          {map[string]any{"issuer": "https://idp.example", "client_id": "app", "signing_algs": []string{"HS256"}}, "signing_algs"},
 		"unknown field":  {map[string]any{"issuer": "https://idp.example", "client_id": "app", "client_secrte": "x"}, "client_secrte"},
 		"bad max logins": {map[string]any{"issuer": "https://idp.example", "client_id": "app", "max_pending_logins": 50}, "max_pending_logins"},
+		"bad regex": {map[string]any{"issuer": "https://idp.example", "client_id": "app",
+			"deny": []any{map[string]any{"claims_regex": map[string]any{"sub": []string{"(x"}}}}}, `deny[0]: claims_regex \"sub\": \"(x\" is not a valid regular expression`},
+		"pass_unauthenticated with rules": {map[string]any{"issuer": "https://idp.example", "client_id": "app", "pass_unauthenticated": true,
+			"allow": []any{map[string]any{"groups": []string{"a"}}}}, "pass_unauthenticated"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

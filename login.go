@@ -24,6 +24,13 @@ type transaction struct {
 	ReturnTo    string `json:"r"`
 	RedirectURI string `json:"u"`
 	Created     int64  `json:"t"`
+
+	// What the handler that started the login requires (access.go),
+	// checked at the callback whichever handler serves it: acr_values,
+	// max_age in seconds, and claims to keep for its rules.
+	ACR    []string `json:"a,omitempty"`
+	MaxAge int64    `json:"m,omitempty"`
+	Claims []string `json:"c,omitempty"`
 }
 
 // isNavigation tells a browser navigation (which may be redirected to the
@@ -54,14 +61,16 @@ func prefersHTML(r *http.Request) bool {
 }
 
 // startLogin creates a transaction and redirects the browser to the
-// provider's authorization endpoint.
-func (p *PKCEAuth) startLogin(w http.ResponseWriter, r *http.Request, jar *cookieJar) error {
-	return p.startLoginTo(w, r, jar, r.URL.RequestURI())
+// provider's authorization endpoint. route is the policy of the route that
+// asks (nil for none): its step-up requirements and rule claims travel in
+// the transaction.
+func (p *PKCEAuth) startLogin(w http.ResponseWriter, r *http.Request, jar *cookieJar, route *accessPolicy) error {
+	return p.startLoginTo(w, r, jar, r.URL.RequestURI(), route)
 }
 
 // startLoginTo is startLogin returning to returnTo (checked here) instead
 // of the request's own URI.
-func (p *PKCEAuth) startLoginTo(w http.ResponseWriter, r *http.Request, jar *cookieJar, returnTo string) error {
+func (p *PKCEAuth) startLoginTo(w http.ResponseWriter, r *http.Request, jar *cookieJar, returnTo string, route *accessPolicy) error {
 	st, err := p.provider.get(r.Context())
 	if err != nil {
 		return p.providerError(w, r, err)
@@ -74,6 +83,7 @@ func (p *PKCEAuth) startLoginTo(w http.ResponseWriter, r *http.Request, jar *coo
 		RedirectURI: p.redirectURI(r),
 		Created:     now().Unix(),
 	}
+	route.require(&txn)
 	plain, err := json.Marshal(txn)
 	if err != nil {
 		return err
@@ -109,6 +119,7 @@ func (p *PKCEAuth) startLoginTo(w http.ResponseWriter, r *http.Request, jar *coo
 	for k, v := range p.AuthParams {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
+	opts = append(opts, txn.stepUpParams()...)
 	query := r.URL.Query()
 	for _, k := range p.ForwardAuthParams {
 		if v := query.Get(k); v != "" && len(v) <= 256 {

@@ -256,6 +256,38 @@ type PKCEAuth struct {
 	// Default: none (the provider is configured inline).
 	Providers []string `json:"providers,omitempty"`
 
+	// Authorization rules (access.go): a user gets in when no deny rule
+	// matches and, if there are allow rules, at least one allow rule
+	// matches; anyone else signed in gets 403 (never a new login). Each
+	// rule is an AND of its conditions; the values of one condition are
+	// alternatives. See Rule. Default: none (every signed-in user).
+	Allow []Rule `json:"allow,omitempty"`
+	Deny  []Rule `json:"deny,omitempty"`
+
+	// Let email conditions of allow rules match addresses the provider
+	// has not verified (email_verified missing or false), for providers
+	// that never send email_verified (Entra ID). Default: false.
+	AllowUnverifiedEmail bool `json:"allow_unverified_email,omitempty"`
+
+	// Step-up: the session's login must have met one of these
+	// authentication context classes (the ID token's `acr`). Sessions
+	// that did not are sent to the provider again with `acr_values`
+	// (API requests get 401, RFC 9470). Default: none.
+	RequireACR []string `json:"require_acr,omitempty"`
+
+	// Step-up: the session's login (the ID token's `auth_time`) must be
+	// at most this old, give or take clock_skew; older sessions are sent
+	// to the provider again with `max_age` (API requests get 401, RFC
+	// 9470). Default: 0 (no limit).
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+
+	// Let requests without a valid session through, without a login or a
+	// 401: with a session the identity placeholders and headers are set,
+	// without one the placeholders are empty and client-supplied identity
+	// headers are still removed. Cannot be combined with allow, deny,
+	// require_acr or max_age. Default: false.
+	PassUnauthenticated bool `json:"pass_unauthenticated,omitempty"`
+
 	// runtime state, built in Provision
 	logger      *zap.Logger
 	provider    *provider
@@ -270,6 +302,7 @@ type PKCEAuth struct {
 	jars        [2]cookieJar // plain, secure
 	events      eventEmitter
 	stop        chan struct{}
+	access      *accessPolicy // nil when no rule or step-up is configured
 
 	// Named providers (providers.go): the provider-level instances this
 	// handler serves, in order (p itself when configured inline); and,
@@ -280,6 +313,7 @@ type PKCEAuth struct {
 	providerName    string
 	displayName     string
 	keepClaims      []string
+	ruleClaimPaths  []string // claims the routes' rules read, kept as lists (access.go)
 	keepAccessToken bool
 
 	// sessions store and refresh (store.go, refresh.go)
@@ -312,8 +346,7 @@ func (p *PKCEAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 	p.cores = []*PKCEAuth{p}
-	p.provisionRoute()
-	return nil
+	return p.provisionRoute()
 }
 
 // provisionCore provisions the provider-level part: what a named provider
@@ -585,10 +618,7 @@ func (p *PKCEAuth) Validate() error {
 			return fmt.Errorf("auth_params: %s is set by the login flow and cannot be overridden", name)
 		}
 	}
-	if err := p.validateSessions(); err != nil {
-		return err
-	}
-	return nil
+	return p.validateSessions()
 }
 
 // Cleanup stops the background discovery of this config's instance.

@@ -26,11 +26,17 @@ import (
 // and a provider declaration none of them. A new handler setting is
 // provider-level unless it is listed here.
 var routeFields = map[string]bool{
-	"providers":         true,
-	"headers":           true,
-	"claims":            true,
-	"pass_access_token": true,
-	"keep_cookies":      true,
+	"providers":              true,
+	"headers":                true,
+	"claims":                 true,
+	"pass_access_token":      true,
+	"keep_cookies":           true,
+	"allow":                  true,
+	"deny":                   true,
+	"allow_unverified_email": true,
+	"require_acr":            true,
+	"max_age":                true,
+	"pass_unauthenticated":   true,
 }
 
 // setFields returns the JSON names of p's config fields that are set,
@@ -106,15 +112,18 @@ func (p *PKCEAuth) provisionReferences(ctx caddy.Context) error {
 		}
 		p.cores = append(p.cores, &np.PKCEAuth)
 	}
-	p.provisionRoute()
-	return nil
+	return p.provisionRoute()
 }
 
 // provisionRoute prepares the route settings and registers what the route
 // needs with its providers, before any request: claims for headers and
 // placeholders must be kept in the session at login, whichever route the
 // login happens on.
-func (p *PKCEAuth) provisionRoute() {
+func (p *PKCEAuth) provisionRoute() error {
+	var err error
+	if p.access, err = p.compileAccess(); err != nil {
+		return err
+	}
 	p.headerNames = sortedKeys(p.Headers)
 	p.headerClaims = make([]string, len(p.headerNames))
 	for i, h := range p.headerNames {
@@ -124,11 +133,17 @@ func (p *PKCEAuth) provisionRoute() {
 	for _, c := range p.cores {
 		c.need(p.Claims...)
 		c.need(p.headerClaims...)
+		for _, path := range p.access.paths() {
+			if !slices.Contains(c.ruleClaimPaths, path) {
+				c.ruleClaimPaths = append(c.ruleClaimPaths, path)
+			}
+		}
 		if p.PassAccessToken != "" {
 			c.keepAccessToken = true
 			c.passBearer = c.passBearer || p.passBearer
 		}
 	}
+	return nil
 }
 
 // need adds claims (dotted paths) to those the provider's sessions keep.
@@ -166,6 +181,9 @@ func (p *PKCEAuth) validateReferences() error {
 
 // validateRoute checks the route settings, inline or not.
 func (p *PKCEAuth) validateRoute() error {
+	if err := p.validateAccess(); err != nil {
+		return err
+	}
 	for h := range p.Headers {
 		if !validHeaderName(h) {
 			return fmt.Errorf("headers: %q is not a valid header name", h)

@@ -650,3 +650,72 @@ func TestNamedProviderRevokeAndReload(t *testing.T) {
 		}
 	}
 }
+
+// TestNamedProviderRules: routes naming one provider each apply their own
+// rules to the shared session (a decision is never carried from one route
+// to another), a rule claim asked for only by one route is kept at login
+// wherever the login ran, and a step-up route sends the shared provider's
+// login with its acr_values, checked at the provider's callback.
+func TestNamedProviderRules(t *testing.T) {
+	op := testop.New(t, testop.Config{})
+	u := testop.DefaultUser()
+	u.Extra = map[string]any{"realm_access": map[string]any{"roles": []any{"editor"}}}
+	op.SetUser(u)
+	n := startNamed(t, map[string]any{"corp": namedProvider(op, nil)}, []any{
+		namedRoute(map[string]any{"path": []string{"/staff/*"}}, map[string]any{
+			"providers": []string{"corp"}, "allow": []any{map[string]any{"groups": []string{"staff"}}},
+		}),
+		namedRoute(map[string]any{"path": []string{"/ops/*"}}, map[string]any{
+			"providers": []string{"corp"}, "allow": []any{map[string]any{"groups": []string{"ops"}}},
+		}),
+		namedRoute(map[string]any{"path": []string{"/edit/*"}}, map[string]any{
+			"providers": []string{"corp"}, "allow": []any{map[string]any{"claims": map[string]any{"realm_access.roles": []string{"editor"}}}},
+		}),
+		namedRoute(map[string]any{"path": []string{"/gold/*"}}, map[string]any{
+			"providers": []string{"corp"}, "require_acr": []string{"gold"},
+		}),
+		namedRoute(nil, map[string]any{"providers": []string{"corp"}}),
+	})
+	base := n.base("127.0.0.1")
+	b := newBrowser(t, nil)
+	namedLogin(t, b, op, base, base+"/other", "corp")
+
+	// The same session, in any order: allowed, refused, allowed.
+	for _, c := range []struct {
+		path string
+		want int
+	}{{"/staff/x", 200}, {"/ops/x", 403}, {"/staff/y", 200}, {"/edit/x", 200}, {"/ops/y", 403}} {
+		if r := b.fetch(base + c.path); r.Status != c.want {
+			t.Errorf("%s: %s; want %d", c.path, r, c.want)
+		}
+	}
+	if c := op.Counts(); c.Authorize != 1 {
+		t.Errorf("%d logins for one session, want 1 (the editor role was not kept at the first login?)", c.Authorize)
+	}
+
+	// Step-up: the session's login met no acr; the gold route sends the
+	// navigation to the provider with acr_values=gold.
+	r := b.navigate(base + "/gold/page")
+	expectStatus(t, r, http.StatusFound)
+	loc, err := url.Parse(r.Location())
+	if err != nil || loc.Query().Get("acr_values") != "gold" {
+		t.Fatalf("step-up login to %q, want acr_values=gold", r.Location())
+	}
+	r = namedFinish(t, b, op, base, r, "corp")
+	if r.Location() != "/gold/page" {
+		t.Errorf("after step-up: Location %q", r.Location())
+	}
+	expectStatus(t, b.fetch(base+"/gold/page"), http.StatusOK)
+
+	// A provider that ignores the requested acr is refused at the callback.
+	b2 := newBrowser(t, nil)
+	op.Misbehave(testop.Misbehaviour{WeakACR: true})
+	r = b2.navigate(base + "/gold/page")
+	expectStatus(t, r, http.StatusFound)
+	r = b2.get(r.Location())
+	r = b2.navigate(r.Location(), "Sec-Fetch-Site", "cross-site")
+	expectStatus(t, r, http.StatusForbidden)
+	if c := r.SetCookie("pkce_session_corp"); c != nil && c.Value != "" {
+		t.Error("a login with a weaker acr than requested set a session")
+	}
+}

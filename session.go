@@ -41,6 +41,14 @@ type session struct {
 	AccessExpiry  int64  `json:"ate,omitempty"` // unix seconds, 0 when unknown
 	IDTokenExpiry int64  `json:"ite,omitempty"` // unix seconds, 0 when unknown
 	TokenTime     int64  `json:"tt,omitempty"`  // when the tokens were issued
+
+	// For step-up and authorization rules (access.go): the login's acr
+	// and auth_time (unix seconds, 0 when the ID token had none), and
+	// the claims the rules read, by dotted path, as lists. A path the
+	// login looked for but did not find is present with no values.
+	ACR        string              `json:"acr,omitempty"`
+	AuthTime   int64               `json:"ath,omitempty"`
+	RuleClaims map[string][]string `json:"rc,omitempty"`
 }
 
 // now is the clock; tests replace it.
@@ -53,6 +61,7 @@ var now = time.Now
 type activeSession struct {
 	*session
 	groups       string
+	email        string      // lower case, for rules
 	placeholders [][2]string // key, value for the replacer
 	std          [][2]string // claim, value of the claims kept in session fields (stdClaims)
 	bearer       string      // "Bearer <access token>" when a route passes it as Authorization
@@ -76,7 +85,7 @@ type activeSession struct {
 }
 
 func (p *PKCEAuth) activate(s *session) *activeSession {
-	a := &activeSession{session: s, groups: strings.Join(s.Groups, ",")}
+	a := &activeSession{session: s, groups: strings.Join(s.Groups, ","), email: strings.ToLower(s.Email)}
 	a.placeholders = append(a.placeholders,
 		[2]string{"http.auth.user.id", s.UserID},
 		[2]string{"http.auth.user.email", s.Email},

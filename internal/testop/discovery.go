@@ -27,7 +27,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint_auth_methods_supported": authMethods,
 		"code_challenge_methods_supported":      []string{"S256"},
 		"scopes_supported":                      []string{"openid", "profile", "email", "groups", "offline_access"},
-		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "sid",
+		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "acr", "nonce", "azp", "sid",
 			"email", "email_verified", "name", "preferred_username", "groups"},
 		"authorization_response_iss_parameter_supported": true,
 	}

@@ -16,6 +16,7 @@ type authCode struct {
 	scope           string
 	subject         string
 	sid             string
+	acr             string // the level the login met: the first requested acr_values value
 	authTime        time.Time
 	expires         time.Time
 	used            bool
@@ -30,6 +31,7 @@ type grant struct {
 	subject  string
 	scope    string
 	sid      string
+	acr      string
 	authTime time.Time
 	revoked  bool
 }
@@ -69,6 +71,7 @@ func (s *grantStore) grantFromCode(c *authCode) *grant {
 		subject:  c.subject,
 		scope:    c.scope,
 		sid:      c.sid,
+		acr:      c.acr,
 		authTime: c.authTime,
 	}
 	s.grants[g.id] = g

@@ -16,6 +16,12 @@ type Misbehaviour struct {
 	Expired            bool // exp is 10 minutes in the past (iat and auth_time one TTL before)
 	IssuedInFuture     bool // iat is 10 minutes in the future (exp one TTL after that)
 	ThinIDToken        bool // quirk, not a fault: ID token carries no user claims beyond sub; userinfo has them
+	// Step-up (acr_values, max_age). The provider always authenticates
+	// anew, so auth_time is the authorization request's time and acr the
+	// first requested acr_values value, unless:
+	WeakACR      bool // acr is "weak", whatever was requested
+	OldAuthTime  bool // auth_time is one hour before the ID token's iat (an old SSO session reused despite max_age)
+	OmitAuthTime bool // auth_time is left out, even when max_age was requested
 
 	// ID token signature. Precedence: AlgNone, then SignHS256, then
 	// UnknownKid; BadSignature then corrupts whatever signature was made.

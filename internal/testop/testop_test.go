@@ -290,6 +290,9 @@ func TestAuthorizeRejects(t *testing.T) {
 		{"no openid scope", func(v url.Values) { v.Set("scope", "email") }, Misbehaviour{}, "invalid_scope"},
 		{"repeated state", func(v url.Values) { v.Add("state", "t") }, Misbehaviour{}, "invalid_request"},
 		{"AuthError", func(url.Values) {}, Misbehaviour{AuthError: "access_denied"}, "access_denied"},
+		{"bad max_age", func(v url.Values) { v.Set("max_age", "-5") }, Misbehaviour{}, "invalid_request"},
+		{"max_age with a sign", func(v url.Values) { v.Set("max_age", "+5") }, Misbehaviour{}, "invalid_request"},
+		{"max_age", func(v url.Values) { v.Set("max_age", "0") }, Misbehaviour{}, ""},
 		{"AcceptWithoutPKCE", func(v url.Values) { v.Del("code_challenge"); v.Del("code_challenge_method") }, Misbehaviour{AcceptWithoutPKCE: true}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -550,6 +553,59 @@ func TestClaimMisbehaviour(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.check(t, claims, nonce)
+		})
+	}
+}
+
+// TestStepUp: acr is the first requested acr_values value and auth_time
+// the login's time, unless a step-up misbehaviour says otherwise.
+func TestStepUp(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		mis      Misbehaviour
+		acr      []string // acr_values sent, nil for none
+		wantACR  any      // nil: no acr claim
+		authTime string   // "now", "old" or "none"
+	}{
+		{"no acr_values", Misbehaviour{}, nil, nil, "now"},
+		{"acr_values", Misbehaviour{}, []string{"gold", "silver"}, "gold", "now"},
+		{"WeakACR", Misbehaviour{WeakACR: true}, []string{"gold"}, "weak", "now"},
+		{"OldAuthTime", Misbehaviour{OldAuthTime: true}, nil, nil, "old"},
+		{"OmitAuthTime", Misbehaviour{OmitAuthTime: true}, []string{"gold"}, "gold", "none"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(t, Config{})
+			c := newRP(t, p, "")
+			p.Misbehave(tc.mis)
+			verifier, nonce := oauth2.GenerateVerifier(), "n-"+oauth2.GenerateVerifier()[:16]
+			opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce), oauth2.SetAuthURLParam("max_age", "60")}
+			if tc.acr != nil {
+				opts = append(opts, oauth2.SetAuthURLParam("acr_values", strings.Join(tc.acr, " ")))
+			}
+			q := c.authorize(opts...)
+			tok, err := c.oauth.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := c.verifier().Verify(context.Background(), idToken(t, tok))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var claims map[string]any
+			if err := id.Claims(&claims); err != nil {
+				t.Fatal(err)
+			}
+			if claims["acr"] != tc.wantACR {
+				t.Errorf("acr %v, want %v", claims["acr"], tc.wantACR)
+			}
+			at, has := claims["auth_time"].(float64)
+			age := time.Now().Unix() - int64(at)
+			switch {
+			case tc.authTime == "none" && has,
+				tc.authTime == "now" && (!has || age > 5),
+				tc.authTime == "old" && (!has || age < 3500):
+				t.Errorf("auth_time %v (age %ds), want %s", claims["auth_time"], age, tc.authTime)
+			}
 		})
 	}
 }

@@ -287,6 +287,9 @@ func (p *Provider) issue(g *grant, nonce string, m Misbehaviour) (*tokenResponse
 	}
 	claims := p.idTokenClaims(u, nonce, g.sid, g.authTime, now, m.ThinIDToken)
 	claims["at_hash"] = atHash(p.cfg.SigningAlg, at)
+	if g.acr != "" {
+		claims["acr"] = g.acr
+	}
 	p.misbehaveClaims(claims, m, now)
 	if resp.IDToken, err = p.signIDTokenLocked(claims, m); err != nil {
 		return serverError(err)

@@ -94,6 +94,15 @@ func (p *Provider) misbehaveClaims(c map[string]any, m Misbehaviour, now time.Ti
 		c["iat"] = exp.Add(-p.cfg.IDTokenTTL).Unix()
 		c["auth_time"] = exp.Add(-p.cfg.IDTokenTTL).Unix()
 	}
+	if m.WeakACR {
+		c["acr"] = "weak"
+	}
+	if m.OldAuthTime {
+		c["auth_time"] = now.Add(-time.Hour).Unix()
+	}
+	if m.OmitAuthTime {
+		delete(c, "auth_time")
+	}
 	if m.IssuedInFuture {
 		iat := now.Add(10 * time.Minute)
 		c["iat"] = iat.Unix()
