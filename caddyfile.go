@@ -97,6 +97,20 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    refresh_on                 access_token|id_token
 //	    keep_session_when_idp_down
 //	    pass_access_token          [<header>]
+//	    bearer {
+//	        audiences       <aud...>
+//	        required_scopes <scope...>
+//	        require_at_jwt
+//	        only
+//	        max_token_size  <bytes>
+//	        cache_size      <n>
+//	        resource_metadata [{
+//	            resource         <https-url>
+//	            scopes_supported <scope...>
+//	        }]
+//	    }
+//	    api_match        <matchers> | { <matchers> }
+//	    navigation_match <matchers> | { <matchers> }
 //	}
 //
 // Each subdirective sets the JSON field of the same name (auth_param fills
@@ -105,7 +119,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // `idle_timeout off` disables the idle timeout. The session block fills
 // session (the redis block session.redis, its addresses also given after
 // `store redis`); `cache_ttl off` reads the store on every request.
-// `pass_access_token` alone passes the token as `Authorization: Bearer`. Values are taken as written:
+// `pass_access_token` alone passes the token as `Authorization: Bearer`.
+// The bearer block fills bearer (see unmarshalBearer). api_match and
+// navigation_match take request matchers as a named matcher does (inline
+// or in a block); each one given adds a matcher set, and a request
+// matching any set matches. Values are taken as written:
 // placeholders such as {env.OIDC_CLIENT_SECRET} are resolved when the
 // handler is provisioned, and enumerations and ranges are checked by
 // Validate.
@@ -118,7 +136,7 @@ func (p *PKCEAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := make(map[string]bool)
 	for d.NextBlock(0) {
 		name := d.Val()
-		if name != "auth_param" && name != "header" {
+		if name != "auth_param" && name != "header" && name != "api_match" && name != "navigation_match" {
 			if seen[name] {
 				return d.Errf("subdirective %s may be given only once", name)
 			}
@@ -277,8 +295,14 @@ func (p *PKCEAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				return d.ArgErr()
 			}
+		case "bearer":
+			p.Bearer, err = unmarshalBearer(d)
+		case "api_match":
+			err = appendMatcherSet(d, &p.APIMatchRaw)
+		case "navigation_match":
+			err = appendMatcherSet(d, &p.NavigationMatchRaw)
 		case "{":
-			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block, except session")
+			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block, except session and bearer")
 		default:
 			return d.Errf("unrecognized subdirective %s", name)
 		}

@@ -15,6 +15,11 @@ import (
 // requests with a valid session on, and starts a login (navigations) or
 // answers 401 (everything else) for requests without one.
 func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if p.bearer != nil {
+		if done, err := p.serveBearer(w, r, next); done {
+			return err
+		}
+	}
 	jar := p.cookies(r)
 	switch r.URL.Path {
 	case p.CallbackPath:
@@ -36,10 +41,10 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		todo = 0 // a refresh records the use
 	}
 	if s == nil {
-		if isNavigation(r) {
+		if p.classify(r) == navigationRequest {
 			return p.startLogin(w, r, jar)
 		}
-		w.Header().Set("WWW-Authenticate", "Bearer")
+		w.Header().Set("WWW-Authenticate", p.bearerChallenge(r, "", ""))
 		return p.fail(w, r, http.StatusUnauthorized, "Authentication required",
 			"This resource needs a signed-in session. Sign in through the site first.")
 	}

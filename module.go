@@ -244,6 +244,27 @@ type PKCEAuth struct {
 	// access token then travels in the cookie. Default: none (not passed).
 	PassAccessToken string `json:"pass_access_token,omitempty"`
 
+	// Accept OAuth 2.0 bearer tokens (RFC 6750): JWT access tokens issued
+	// by the same provider, in the Authorization header, checked as RFC
+	// 9068 says, for API clients. A request carrying one is authenticated
+	// by the token alone and never redirected. See BearerConfig.
+	// Default: off (bearer tokens are not accepted).
+	Bearer *BearerConfig `json:"bearer,omitempty"`
+
+	// Requests matching any of these matcher sets are API calls: without a
+	// session they get 401, never a redirect to the login. They are
+	// checked before the built-in classification (see README, "How a
+	// request is classified"). Default: none.
+	APIMatchRaw caddyhttp.RawMatcherSets `json:"api_match,omitempty" caddy:"namespace=http.matchers"`
+
+	// Requests matching any of these matcher sets are browser navigations
+	// (redirected to the login without a session), unless the built-in
+	// rules already found them to be a script's request: another method
+	// than GET or HEAD, X-Requested-With, or Fetch Metadata saying so.
+	// Use it for browsers that send neither Fetch Metadata nor text/html
+	// in Accept. Default: none.
+	NavigationMatchRaw caddyhttp.RawMatcherSets `json:"navigation_match,omitempty" caddy:"namespace=http.matchers"`
+
 	// runtime state, built in Provision
 	logger      *zap.Logger
 	provider    *provider
@@ -267,6 +288,11 @@ type PKCEAuth struct {
 	passBearer       bool
 	refreshFlights   *flightGroup
 	refreshResults   *resultCache
+
+	// bearer tokens and request classification (bearer.go, classify.go)
+	bearer          *bearerAuth
+	apiMatch        caddyhttp.MatcherSets
+	navigationMatch caddyhttp.MatcherSets
 }
 
 // CaddyModule returns the Caddy module information.
@@ -313,6 +339,10 @@ func (p *PKCEAuth) Provision(ctx caddy.Context) error {
 	p.stop = make(chan struct{})
 
 	p.provider = newProvider(p, p.logger)
+	if err := p.provisionClassify(ctx); err != nil {
+		return err
+	}
+	p.provisionBearer()
 	go p.provider.warm(p.stop)
 	return nil
 }
@@ -451,7 +481,7 @@ func (p *PKCEAuth) Validate() error {
 	if p.DiscoveryURL != "" && !strings.HasSuffix(p.DiscoveryURL, wellKnownSuffix) {
 		return fmt.Errorf("discovery_url must be the full URL of the discovery document, ending in %s", wellKnownSuffix)
 	}
-	if p.ClientID == "" {
+	if p.ClientID == "" && !p.bearerOnly() {
 		return errors.New("client_id is required (the client ID registered at the provider)")
 	}
 	switch p.ClientAuthMethod {
@@ -545,6 +575,9 @@ func (p *PKCEAuth) Validate() error {
 		}
 	}
 	if err := p.validateSessions(); err != nil {
+		return err
+	}
+	if err := p.validateBearer(); err != nil {
 		return err
 	}
 	return nil
