@@ -1,6 +1,7 @@
 package pkceauth
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // caddyfileCases are the parser's happy paths; the fuzz target seeds from
@@ -103,6 +105,11 @@ var caddyfileCases = []struct {
 			refresh_on                 id_token
 			keep_session_when_idp_down
 			pass_access_token          X-Access-Token
+			bearer {
+				audiences https://api.example.com
+			}
+			api_match        path /api/*
+			navigation_match path /docs/*
 		}`,
 		want: PKCEAuth{
 			Issuer:                "https://idp.example.com/realms/main",
@@ -167,6 +174,9 @@ var caddyfileCases = []struct {
 			RefreshOn:              "id_token",
 			KeepSessionWhenIdPDown: true,
 			PassAccessToken:        "X-Access-Token",
+			Bearer:                 &BearerConfig{Audiences: []string{"https://api.example.com"}},
+			APIMatchRaw:            caddyhttp.RawMatcherSets{{"path": json.RawMessage(`["/api/*"]`)}},
+			NavigationMatchRaw:     caddyhttp.RawMatcherSets{{"path": json.RawMessage(`["/docs/*"]`)}},
 		},
 	},
 	{
