@@ -50,10 +50,13 @@ type keySet struct {
 }
 
 const (
-	jwksRefetchInterval = 10 * time.Second
-	jwksMaxAge          = time.Hour
-	maxJWKSBody         = 1 << 20
+	jwksMaxAge  = time.Hour
+	maxJWKSBody = 1 << 20
 )
+
+// jwksRefetchInterval is the least time between two fetches of the key
+// set (a variable for tests).
+var jwksRefetchInterval = 10 * time.Second
 
 var errUnknownKey = errors.New("no key of the provider matches the token's kid")
 
