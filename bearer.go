@@ -147,9 +147,6 @@ func (p *PKCEAuth) validateBearer() error {
 	if cfg.CacheSize < 0 {
 		return fmt.Errorf("bearer: cache_size must not be negative, not %d", cfg.CacheSize)
 	}
-	if cfg.Only && p.KeepCookies {
-		return errors.New("bearer: keep_cookies has no effect with only (no session cookies are used); remove one of them")
-	}
 	return cfg.ResourceMetadata.validate()
 }
 

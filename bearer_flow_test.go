@@ -419,3 +419,25 @@ func TestBearerProviderDown(t *testing.T) {
 		t.Error("503 without Retry-After")
 	}
 }
+
+// TestBearerHandleErrors: with handle_errors routes the refusal goes to
+// them, and the RFC 6750 challenge survives.
+func TestBearerHandleErrors(t *testing.T) {
+	op := testop.New(t, testop.Config{})
+	s := startSite(t, op, siteOptions{
+		auth:         map[string]any{"bearer": map[string]any{"audiences": []string{testAPIAudience}, "only": true}},
+		handleErrors: true,
+		next:         bearerEcho,
+	})
+	b := newBrowser(t, s)
+	r := callAPI(b, s.base+"/", "Bearer "+apiToken(op, func(c map[string]any) { c["aud"] = "x" }))
+	expectStatus(t, r, http.StatusUnauthorized)
+	if r.Body != "handled 401" {
+		t.Errorf("body %q, want the handle_errors route's", r.Body)
+	}
+	if ch := challenge(t, r); ch["error"] != "invalid_token" {
+		t.Errorf("challenge %q lost under handle_errors", r.Header.Get("WWW-Authenticate"))
+	}
+	r = callAPI(b, s.base+"/", "Bearer "+apiToken(op, nil))
+	expectStatus(t, r, http.StatusOK)
+}

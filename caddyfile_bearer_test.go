@@ -163,10 +163,4 @@ func TestValidateBearer(t *testing.T) {
 			}
 		})
 	}
-	// the keep_cookies/only combination
-	p := base(&BearerConfig{Audiences: []string{"a"}, Only: true})
-	p.KeepCookies = true
-	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "keep_cookies") {
-		t.Errorf("only with keep_cookies: %v; want an error naming keep_cookies", err)
-	}
 }

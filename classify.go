@@ -39,15 +39,25 @@ const (
 )
 
 // classify applies the configured matchers around the built-in rules.
+// A matcher that fails (an expression error, say) makes the request an API
+// call: a 401 is the answer that cannot hurt.
 func (p *PKCEAuth) classify(r *http.Request) requestClass {
-	if len(p.apiMatch) > 0 && p.apiMatch.AnyMatch(r) {
-		return apiRequest
+	if len(p.apiMatch) > 0 {
+		if match, err := p.apiMatch.AnyMatchWithError(r); match || err != nil {
+			return apiRequest
+		}
 	}
 	if !mayNavigate(r) {
 		return apiRequest
 	}
-	if len(p.navigationMatch) > 0 && p.navigationMatch.AnyMatch(r) {
-		return navigationRequest
+	if len(p.navigationMatch) > 0 {
+		match, err := p.navigationMatch.AnyMatchWithError(r)
+		if err != nil {
+			return apiRequest
+		}
+		if match {
+			return navigationRequest
+		}
 	}
 	if r.Header.Get("Sec-Fetch-Mode") == "navigate" || prefersHTML(r) {
 		return navigationRequest
