@@ -163,3 +163,29 @@ func TestTokenCacheBounds(t *testing.T) {
 		t.Errorf("size %d, want %d", c.size, sum)
 	}
 }
+
+// FuzzParseAuthorization: whatever the header says, a returned token is a
+// token68 within the size limit, and every refusal has a description that
+// fits a quoted WWW-Authenticate parameter.
+func FuzzParseAuthorization(f *testing.F) {
+	for _, seed := range []string{"Bearer abc.def.ghi", "bearer x", "Bearer", "Basic dXNlcg==", "Bearer a, b", "Bearer ==", "Bearer\x00x", "BEARER   a=="} {
+		f.Add(seed, "")
+		f.Add(seed, "Bearer second")
+	}
+	f.Fuzz(func(t *testing.T, first, second string) {
+		values := []string{first}
+		if second != "" {
+			values = append(values, second)
+		}
+		token, status, desc := parseAuthorization(values, 64)
+		if token != "" && (status != 0 || !isToken68(token) || len(token) > 64) {
+			t.Fatalf("%q: token %q with status %d", values, token, status)
+		}
+		if len(values) > 1 && status != http.StatusBadRequest {
+			t.Fatalf("%q: two headers gave status %d", values, status)
+		}
+		if status != 0 && (token != "" || desc == "" || strings.ContainsAny(desc, "\"\\\r\n")) {
+			t.Fatalf("%q: status %d with token %q, description %q", values, status, token, desc)
+		}
+	})
+}
