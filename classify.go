@@ -65,12 +65,6 @@ func (p *PKCEAuth) classify(r *http.Request) requestClass {
 	return apiRequest
 }
 
-// isNavigation is the built-in classification alone, without the
-// configured matchers.
-func isNavigation(r *http.Request) bool {
-	return mayNavigate(r) && (r.Header.Get("Sec-Fetch-Mode") == "navigate" || prefersHTML(r))
-}
-
 // mayNavigate is false for requests that are certainly not top-level
 // browser navigations: other methods, XHR, and anything Fetch Metadata
 // marks as a script's request or a subresource.

@@ -100,9 +100,6 @@ func TestClassify(t *testing.T) {
 		if got != c.navigation {
 			t.Errorf("%s: navigation = %v, want %v", c.name, got, c.navigation)
 		}
-		if c.p == plain && isNavigation(r) != c.navigation {
-			t.Errorf("%s: isNavigation disagrees with classify without matchers", c.name)
-		}
 	}
 }
 

@@ -27,7 +27,8 @@ func init() {
 // PKCEAuth protects the routes it wraps with an OpenID Connect login that
 // always uses PKCE. Requests with a valid session pass on to the next handler;
 // browser navigations without one are sent to the provider's login; any other
-// request without a session gets 401 with `WWW-Authenticate: Bearer`.
+// request without a session gets 401 with `WWW-Authenticate: Bearer`. With
+// bearer, API clients authenticate with a JWT access token instead.
 //
 // For an authenticated request it sets these placeholders, usable by any
 // later handler and by the `expression` matcher:
