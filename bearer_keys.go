@@ -69,18 +69,23 @@ func newBearerKeys(client *http.Client, logger *zap.Logger) *bearerKeys {
 // errProviderUnavailable mean the keys could not be had at all.
 func (k *bearerKeys) verify(ctx context.Context, url string, tok *jwt.JSONWebToken, h jose.Header, dest ...any) error {
 	set := k.set.Load()
-	if set == nil || time.Since(set.fetched) > jwksMaxAge {
+	switch {
+	case set == nil:
 		var err error
-		if set, err = k.fetch(ctx, url, set); err != nil {
+		if set, err = k.fetch(ctx, url, nil, true); err != nil {
 			return err
 		}
+	case time.Since(set.fetched) > jwksMaxAge:
+		// Refresh in passing: when another request is already fetching,
+		// use the current keys rather than wait for it.
+		set, _ = k.fetch(ctx, url, set, false)
 	}
 	err := verifyWith(set, tok, h, dest)
 	if !errors.Is(err, errUnknownKey) {
 		return err
 	}
 	// A kid not seen yet: the provider may have rotated its keys.
-	fresh, ferr := k.fetch(ctx, url, set)
+	fresh, ferr := k.fetch(ctx, url, set, true)
 	if ferr != nil {
 		return ferr
 	}
@@ -116,9 +121,14 @@ func verifyWith(set *keySet, tok *jwt.JSONWebToken, h jose.Header, dest []any) e
 
 // fetch reads the key set again, unless another request did since seen
 // was loaded or the last attempt is too recent; then it returns the
-// current set (nil and the last error when there is none).
-func (k *bearerKeys) fetch(ctx context.Context, url string, seen *keySet) (*keySet, error) {
-	k.mu.Lock()
+// current set (nil and the last error when there is none). Without wait,
+// it returns seen at once when another fetch is under way.
+func (k *bearerKeys) fetch(ctx context.Context, url string, seen *keySet, wait bool) (*keySet, error) {
+	if wait {
+		k.mu.Lock()
+	} else if !k.mu.TryLock() {
+		return seen, nil
+	}
 	defer k.mu.Unlock()
 	cur := k.set.Load()
 	if cur != seen || time.Since(k.lastFetch) < jwksRefetchInterval {
