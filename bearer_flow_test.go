@@ -441,3 +441,58 @@ func TestBearerHandleErrors(t *testing.T) {
 	r = callAPI(b, s.base+"/", "Bearer "+apiToken(op, nil))
 	expectStatus(t, r, http.StatusOK)
 }
+
+// TestBearerTokenFromLogin: the access token the provider's token endpoint
+// issued at a real login (RFC 9068, audience the client) is accepted as a
+// bearer token by itself, while the ID token of the same login, signed
+// with the same key for the same audience, is refused by require_at_jwt.
+func TestBearerTokenFromLogin(t *testing.T) {
+	op := testop.New(t, testop.Config{})
+	s := startBearerSite(t, op, map[string]any{
+		"audiences":       []string{op.ClientID()},
+		"require_at_jwt":  true,
+		"required_scopes": []string{"email"},
+	}, map[string]any{"pass_access_token": "X-Access-Token"})
+	browserWithSession := newBrowser(t, s)
+	s.login(t, browserWithSession, "/")
+	r := browserWithSession.fetch(s.base + "/whoami")
+	expectStatus(t, r, http.StatusOK)
+	accessToken := r.Fields()["x_access"]
+	if strings.Count(accessToken, ".") != 2 {
+		t.Fatalf("the session passed no JWT access token upstream: %q", accessToken)
+	}
+
+	api := newBrowser(t, s) // no cookies
+	r = callAPI(api, s.base+"/whoami", "Bearer "+accessToken)
+	expectStatus(t, r, http.StatusOK)
+	if id := r.Fields()["id"]; id != "alice-sub" {
+		t.Errorf("token from the login: id %q, want alice-sub", id)
+	}
+
+	idToken := op.SignIDToken(op.IDTokenClaims(""))
+	r = callAPI(api, s.base+"/whoami", "Bearer "+idToken)
+	expectStatus(t, r, http.StatusUnauthorized)
+	if d := challenge(t, r)["error_description"]; !strings.Contains(d, "typ") {
+		t.Errorf("ID token as bearer: %q, want a typ refusal", d)
+	}
+}
+
+// TestBearerClientAudienceWarning: accepting the client_id as audience
+// without require_at_jwt lets ID tokens in as access tokens; Caddy says so
+// at start.
+func TestBearerClientAudienceWarning(t *testing.T) {
+	op := testop.New(t, testop.Config{})
+	s := startBearerSite(t, op, map[string]any{"audiences": []string{op.ClientID()}}, nil)
+	warned := false
+	for _, e := range s.newLogs() {
+		if e.str("level") == "warn" && strings.Contains(e.str("msg"), "ID tokens issued to this client are accepted as access tokens") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Error("no warning about ID tokens passing as access tokens")
+	}
+	// And indeed they pass: the warning is not a false alarm.
+	r := callAPI(newBrowser(t, s), s.base+"/", "Bearer "+op.SignIDToken(op.IDTokenClaims("")))
+	expectStatus(t, r, http.StatusOK)
+}
