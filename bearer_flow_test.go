@@ -239,13 +239,18 @@ func TestBearerTokens(t *testing.T) {
 // ways; a valid session without a token still works.
 func TestBearerWithSession(t *testing.T) {
 	op := testop.New(t, testop.Config{})
-	s := startBearerSite(t, op, map[string]any{"audiences": []string{testAPIAudience}}, nil)
+	s := startBearerSite(t, op, map[string]any{"audiences": []string{testAPIAudience}},
+		map[string]any{"api_match": []any{map[string]any{"path": []string{"/api/*"}}}})
 	b := newBrowser(t, s)
+	// api_match in a real config: a navigation there gets 401, not a login.
+	r := b.navigate(s.base + "/api/report")
+	expectStatus(t, r, http.StatusUnauthorized)
+	expectNoSetCookie(t, r)
 	s.login(t, b, "/")
 	if r := b.fetch(s.base + "/api"); r.Status != 200 || r.Fields()["id"] != "alice-sub" {
 		t.Fatalf("session without a token: %s", r)
 	}
-	r := callAPI(b, s.base+"/api", "Bearer "+apiToken(op, func(c map[string]any) { c["aud"] = "x" }))
+	r = callAPI(b, s.base+"/api", "Bearer "+apiToken(op, func(c map[string]any) { c["aud"] = "x" }))
 	expectStatus(t, r, http.StatusUnauthorized)
 
 	op.SetUser(testop.User{Subject: "bob-sub", Email: "bob@example.com"})
