@@ -53,7 +53,7 @@ func (p *PKCEAuth) enforceAccess(w http.ResponseWriter, r *http.Request, c *PKCE
 // route's requirements, see require) and answers anything else 401 with
 // the given WWW-Authenticate challenge.
 func (p *PKCEAuth) signInAgain(w http.ResponseWriter, r *http.Request, c *PKCEAuth, jar *cookieJar, challenge, title, detail string) error {
-	if isNavigation(r) {
+	if p.classify(r) == navigationRequest {
 		return c.startLogin(w, r, jar, p.access)
 	}
 	w.Header().Set("WWW-Authenticate", challenge)

@@ -164,12 +164,20 @@ func setNonZero(t *testing.T, v reflect.Value) {
 		v.SetBool(true)
 	case reflect.Int, reflect.Int64:
 		v.SetInt(1)
+	case reflect.Uint8:
+		v.SetUint('1') // json.RawMessage: the JSON number 1
 	case reflect.Slice:
 		v.Set(reflect.MakeSlice(v.Type(), 1, 1))
 		setNonZero(t, v.Index(0))
 	case reflect.Map:
 		m := reflect.MakeMap(v.Type())
-		m.SetMapIndex(reflect.ValueOf("X-A"), reflect.ValueOf("a"))
+		val := reflect.New(v.Type().Elem()).Elem()
+		if val.Kind() == reflect.String {
+			val.SetString("a")
+		} else {
+			setNonZero(t, val)
+		}
+		m.SetMapIndex(reflect.ValueOf("X-A").Convert(v.Type().Key()), val)
 		v.Set(m)
 	case reflect.Pointer:
 		v.Set(reflect.New(v.Type().Elem()))

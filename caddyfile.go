@@ -110,6 +110,20 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    require_acr                <acr...>
 //	    max_age                    <duration>
 //	    pass_unauthenticated
+//	    bearer {
+//	        audiences       <aud...>
+//	        required_scopes <scope...>
+//	        require_at_jwt
+//	        only
+//	        max_token_size  <bytes>
+//	        cache_size      <n>
+//	        resource_metadata [{
+//	            resource         <https-url>
+//	            scopes_supported <scope...>
+//	        }]
+//	    }
+//	    api_match        <matchers> | { <matchers> }
+//	    navigation_match <matchers> | { <matchers> }
 //	}
 //
 // Provider names after the matcher fill providers: the providers declared
@@ -122,7 +136,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // `idle_timeout off` disables the idle timeout. The session block fills
 // session (the redis block session.redis, its addresses also given after
 // `store redis`); `cache_ttl off` reads the store on every request.
-// `pass_access_token` alone passes the token as `Authorization: Bearer`. Values are taken as written:
+// `pass_access_token` alone passes the token as `Authorization: Bearer`.
+// The bearer block fills bearer (see unmarshalBearer). api_match and
+// navigation_match take request matchers as a named matcher does (inline
+// or in a block); each one given adds a matcher set, and a request
+// matching any set matches. Values are taken as written:
 // placeholders such as {env.OIDC_CLIENT_SECRET} are resolved when the
 // handler is provisioned, and enumerations and ranges are checked by
 // Validate.
@@ -153,7 +171,7 @@ func (p *PKCEAuth) unmarshalBlock(d *caddyfile.Dispenser, other func(name string
 	seen := make(map[string]bool)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
-		if name != "auth_param" && name != "header" && name != "allow" && name != "deny" {
+		if name != "auth_param" && name != "header" && name != "allow" && name != "deny" && name != "api_match" && name != "navigation_match" {
 			if seen[name] {
 				return d.Errf("subdirective %s may be given only once", name)
 			}
@@ -329,8 +347,14 @@ func (p *PKCEAuth) unmarshalBlock(d *caddyfile.Dispenser, other func(name string
 			err = durationArg(d, name, &p.MaxAge)
 		case "pass_unauthenticated":
 			err = setFlag(d, &p.PassUnauthenticated)
+		case "bearer":
+			p.Bearer, err = unmarshalBearer(d)
+		case "api_match":
+			err = appendMatcherSet(d, &p.APIMatchRaw)
+		case "navigation_match":
+			err = appendMatcherSet(d, &p.NavigationMatchRaw)
 		case "{":
-			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block, except session, allow and deny")
+			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block, except session, bearer, allow, deny, api_match and navigation_match")
 		default:
 			var known bool
 			if other != nil {

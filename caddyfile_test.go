@@ -1,6 +1,7 @@
 package pkceauth
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // caddyfileCases are the parser's happy paths; the fuzz target seeds from
@@ -118,6 +120,11 @@ var caddyfileCases = []struct {
 			require_acr                gold silver
 			max_age                    10m
 			pass_unauthenticated
+			bearer {
+				audiences https://api.example.com
+			}
+			api_match        path /api/*
+			navigation_match path /docs/*
 		}`,
 		want: PKCEAuth{
 			Issuer:                "https://idp.example.com/realms/main",
@@ -197,6 +204,9 @@ var caddyfileCases = []struct {
 			RequireACR:           []string{"gold", "silver"},
 			MaxAge:               caddy.Duration(10 * time.Minute),
 			PassUnauthenticated:  true,
+			Bearer:               &BearerConfig{Audiences: []string{"https://api.example.com"}},
+			APIMatchRaw:          caddyhttp.RawMatcherSets{{"path": json.RawMessage(`["/api/*"]`)}},
+			NavigationMatchRaw:   caddyhttp.RawMatcherSets{{"path": json.RawMessage(`["/docs/*"]`)}},
 		},
 	},
 	{

@@ -17,6 +17,11 @@ import (
 // named providers, the first whose session the request carries signs it
 // in, and a navigation without any gets the provider chooser.
 func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if p.bearer != nil {
+		if done, err := p.serveBearer(w, r, next); done {
+			return err
+		}
+	}
 	for _, c := range p.cores {
 		switch r.URL.Path {
 		case c.CallbackPath:
@@ -46,8 +51,8 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		p.passAnonymous(r)
 		return next.ServeHTTP(w, r)
 	}
-	if !isNavigation(r) {
-		w.Header().Set("WWW-Authenticate", "Bearer")
+	if p.classify(r) != navigationRequest {
+		w.Header().Set("WWW-Authenticate", p.bearerChallenge(r, "", ""))
 		return p.fail(w, r, http.StatusUnauthorized, "Authentication required",
 			"This resource needs a signed-in session. Sign in through the site first.")
 	}

@@ -39,7 +39,7 @@ func TestIsNavigation(t *testing.T) {
 		for k, v := range c.header {
 			r.Header.Set(k, v)
 		}
-		if got := isNavigation(r); got != c.want {
+		if got := (&PKCEAuth{}).classify(r) == navigationRequest; got != c.want {
 			t.Errorf("%s: isNavigation = %v, want %v", c.name, got, c.want)
 		}
 	}

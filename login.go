@@ -33,33 +33,6 @@ type transaction struct {
 	Claims []string `json:"c,omitempty"`
 }
 
-// isNavigation tells a browser navigation (which may be redirected to the
-// provider) from XHR, fetch and API calls (which get a 401 instead).
-func isNavigation(r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return false
-	}
-	if r.Header.Get("X-Requested-With") != "" {
-		return false
-	}
-	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
-		return mode == "navigate"
-	}
-	return prefersHTML(r)
-}
-
-// prefersHTML reports whether the Accept header lists text/html before any
-// JSON type; browsers send text/html first on navigations.
-func prefersHTML(r *http.Request) bool {
-	accept := r.Header.Get("Accept")
-	html := strings.Index(accept, "text/html")
-	if html < 0 {
-		return false
-	}
-	jsonAt := strings.Index(accept, "json")
-	return jsonAt < 0 || html < jsonAt
-}
-
 // startLogin creates a transaction and redirects the browser to the
 // provider's authorization endpoint. route is the policy of the route that
 // asks (nil for none): its step-up requirements and rule claims travel in

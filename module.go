@@ -27,7 +27,8 @@ func init() {
 // PKCEAuth protects the routes it wraps with an OpenID Connect login that
 // always uses PKCE. Requests with a valid session pass on to the next handler;
 // browser navigations without one are sent to the provider's login; any other
-// request without a session gets 401 with `WWW-Authenticate: Bearer`.
+// request without a session gets 401 with `WWW-Authenticate: Bearer`. With
+// bearer, API clients authenticate with a JWT access token instead.
 //
 // For an authenticated request it sets these placeholders, usable by any
 // later handler and by the `expression` matcher:
@@ -288,6 +289,27 @@ type PKCEAuth struct {
 	// require_acr or max_age. Default: false.
 	PassUnauthenticated bool `json:"pass_unauthenticated,omitempty"`
 
+	// Accept OAuth 2.0 bearer tokens (RFC 6750): JWT access tokens issued
+	// by the same provider, in the Authorization header, checked as RFC
+	// 9068 says, for API clients. A request carrying one is authenticated
+	// by the token alone and never redirected. See BearerConfig.
+	// Default: off (bearer tokens are not accepted).
+	Bearer *BearerConfig `json:"bearer,omitempty"`
+
+	// Requests matching any of these matcher sets are API calls: without a
+	// session they get 401, never a redirect to the login. They are
+	// checked before the built-in classification (see README, "How a
+	// request is classified"). Default: none.
+	APIMatchRaw caddyhttp.RawMatcherSets `json:"api_match,omitempty" caddy:"namespace=http.matchers"`
+
+	// Requests matching any of these matcher sets are browser navigations
+	// (redirected to the login without a session), unless the built-in
+	// rules already found them to be a script's request: another method
+	// than GET or HEAD, X-Requested-With, or Fetch Metadata saying so.
+	// Use it for browsers that send neither Fetch Metadata nor text/html
+	// in Accept. Default: none.
+	NavigationMatchRaw caddyhttp.RawMatcherSets `json:"navigation_match,omitempty" caddy:"namespace=http.matchers"`
+
 	// runtime state, built in Provision
 	logger      *zap.Logger
 	provider    *provider
@@ -326,6 +348,11 @@ type PKCEAuth struct {
 	passBearer       bool
 	refreshFlights   *flightGroup
 	refreshResults   *resultCache
+
+	// bearer tokens and request classification (bearer.go, classify.go)
+	bearer          *bearerAuth
+	apiMatch        caddyhttp.MatcherSets
+	navigationMatch caddyhttp.MatcherSets
 }
 
 // CaddyModule returns the Caddy module information.
@@ -346,7 +373,7 @@ func (p *PKCEAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 	p.cores = []*PKCEAuth{p}
-	return p.provisionRoute()
+	return p.provisionRoute(ctx)
 }
 
 // provisionCore provisions the provider-level part: what a named provider
@@ -530,7 +557,7 @@ func (p *PKCEAuth) Validate() error {
 	if p.DiscoveryURL != "" && !strings.HasSuffix(p.DiscoveryURL, wellKnownSuffix) {
 		return fmt.Errorf("discovery_url must be the full URL of the discovery document, ending in %s", wellKnownSuffix)
 	}
-	if p.ClientID == "" {
+	if p.ClientID == "" && !p.bearerOnly() {
 		return errors.New("client_id is required (the client ID registered at the provider)")
 	}
 	switch p.ClientAuthMethod {

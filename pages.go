@@ -48,14 +48,6 @@ func (p *PKCEAuth) providerError(w http.ResponseWriter, r *http.Request, err err
 		"Sign-in is unavailable because of a configuration problem with the identity provider. The site's administrator has been told in the server log.")
 }
 
-// wantsHTML decides between the HTML and the JSON error body.
-func wantsHTML(r *http.Request) bool {
-	if r.Header.Get("Sec-Fetch-Mode") == "navigate" {
-		return true
-	}
-	return prefersHTML(r) || r.Header.Get("Accept") == ""
-}
-
 func remoteIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

@@ -45,11 +45,18 @@ type providerState struct {
 	endSession       string
 	issParamRequired bool // RFC 9207 authorization_response_iss_parameter_supported
 	pkceMethod       string
+
+	// For bearer tokens (bearer.go): the key set's URL, the same the ID
+	// token verifier uses, and the accepted algorithms (signing_algs
+	// intersected with the provider's list).
+	jwksURI     string
+	signingAlgs []string
 }
 
 // discoveryExtras are the discovery fields go-oidc does not surface.
 type discoveryExtras struct {
 	Issuer                 string   `json:"issuer"`
+	JWKSURI                string   `json:"jwks_uri"`
 	EndSessionEndpoint     string   `json:"end_session_endpoint"`
 	CodeChallengeMethods   []string `json:"code_challenge_methods_supported"`
 	IssParameterSupported  bool     `json:"authorization_response_iss_parameter_supported"`
@@ -148,6 +155,7 @@ func (pr *provider) discover(ctx context.Context) (*providerState, error) {
 			Algorithms:  cfg.SigningAlgs,
 		}).NewProvider(context.WithoutCancel(ctx))
 		extras.EndSessionEndpoint = cfg.EndSessionEndpoint
+		extras.JWKSURI = cfg.JWKSURI
 	} else {
 		var err error
 		if cfg.DiscoveryURL != "" {
@@ -187,6 +195,7 @@ func (pr *provider) discover(ctx context.Context) (*providerState, error) {
 		userinfoURL:      op.UserInfoEndpoint(),
 		endSession:       extras.EndSessionEndpoint,
 		issParamRequired: extras.IssParameterSupported,
+		jwksURI:          extras.JWKSURI,
 	}
 	if cfg.EndSessionEndpoint != "" {
 		st.endSession = cfg.EndSessionEndpoint
@@ -215,6 +224,8 @@ func (pr *provider) discover(ctx context.Context) (*providerState, error) {
 				strings.Join(extras.IDTokenSigningAlgs, ", "), strings.Join(cfg.SigningAlgs, ", "))
 		}
 	}
+
+	st.signingAlgs = algs
 
 	endpoint := op.Endpoint()
 	if cfg.AuthorizationEndpoint != "" {

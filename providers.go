@@ -37,6 +37,9 @@ var routeFields = map[string]bool{
 	"require_acr":            true,
 	"max_age":                true,
 	"pass_unauthenticated":   true,
+	"bearer":                 true,
+	"api_match":              true,
+	"navigation_match":       true,
 }
 
 // setFields returns the JSON names of p's config fields that are set,
@@ -112,18 +115,22 @@ func (p *PKCEAuth) provisionReferences(ctx caddy.Context) error {
 		}
 		p.cores = append(p.cores, &np.PKCEAuth)
 	}
-	return p.provisionRoute()
+	return p.provisionRoute(ctx)
 }
 
 // provisionRoute prepares the route settings and registers what the route
 // needs with its providers, before any request: claims for headers and
 // placeholders must be kept in the session at login, whichever route the
 // login happens on.
-func (p *PKCEAuth) provisionRoute() error {
+func (p *PKCEAuth) provisionRoute(ctx caddy.Context) error {
 	var err error
 	if p.access, err = p.compileAccess(); err != nil {
 		return err
 	}
+	if err := p.provisionClassify(ctx); err != nil {
+		return err
+	}
+	p.provisionBearer()
 	p.headerNames = sortedKeys(p.Headers)
 	p.headerClaims = make([]string, len(p.headerNames))
 	for i, h := range p.headerNames {
@@ -182,6 +189,9 @@ func (p *PKCEAuth) validateReferences() error {
 // validateRoute checks the route settings, inline or not.
 func (p *PKCEAuth) validateRoute() error {
 	if err := p.validateAccess(); err != nil {
+		return err
+	}
+	if err := p.validateBearer(); err != nil {
 		return err
 	}
 	for h := range p.Headers {

@@ -78,11 +78,15 @@ func (k *signingKey) public() jose.JSONWebKey {
 	return jose.JSONWebKey{Key: k.priv.Public(), KeyID: k.kid, Algorithm: string(k.alg), Use: "sig"}
 }
 
-// sign makes a compact JWS over payload with the given typ header.
+// sign makes a compact JWS over payload with the given typ header (none
+// for "").
 func (k *signingKey) sign(payload []byte, typ string) (string, error) {
 	jwk := jose.JSONWebKey{Key: k.priv, KeyID: k.kid, Algorithm: string(k.alg)}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: jwk},
-		(&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
+	opts := &jose.SignerOptions{}
+	if typ != "" {
+		opts.WithType(jose.ContentType(typ))
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: jwk}, opts)
 	if err != nil {
 		return "", err
 	}
