@@ -719,3 +719,32 @@ func TestNamedProviderRules(t *testing.T) {
 		t.Error("a login with a weaker acr than requested set a session")
 	}
 }
+
+// TestNamedProviderBearer: bearer mode on a route naming a provider takes
+// the provider's tokens (its issuer, its keys), while another route of the
+// same provider keeps answering token-less API calls with a plain 401.
+func TestNamedProviderBearer(t *testing.T) {
+	op := testop.New(t, testop.Config{})
+	other := testop.New(t, testop.Config{})
+	n := startNamed(t, map[string]any{"corp": namedProvider(op, nil)}, []any{
+		namedRoute(map[string]any{"path": []string{"/api/*"}}, map[string]any{
+			"providers": []string{"corp"}, "bearer": map[string]any{"audiences": []string{testAPIAudience}},
+			"headers": map[string]string{"X-User": "email"},
+		}),
+		namedRoute(nil, map[string]any{"providers": []string{"corp"}}),
+	})
+	base := n.base("127.0.0.1")
+	b := newBrowser(t, nil)
+	good := op.SignToken(op.AccessTokenClaims(testAPIAudience, "read"), "at+jwt", testop.Genuine)
+	if r := callAPI(b, base+"/api/x", "Bearer "+good); r.Status != http.StatusOK || r.Fields()["provider"] != "corp" {
+		t.Errorf("the provider's token: %s (fields %v); want 200 as corp", r, r.Fields())
+	}
+	foreign := other.SignToken(other.AccessTokenClaims(testAPIAudience, "read"), "at+jwt", testop.Genuine)
+	if r := callAPI(b, base+"/api/x", "Bearer "+foreign); r.Status != http.StatusUnauthorized {
+		t.Errorf("another provider's token: %s; want 401", r)
+	}
+	r := callAPI(b, base+"/other")
+	if r.Status != http.StatusUnauthorized || r.Header.Get("WWW-Authenticate") != "Bearer" {
+		t.Errorf("route without bearer: %s, WWW-Authenticate %q; want 401 Bearer", r, r.Header.Get("WWW-Authenticate"))
+	}
+}
