@@ -97,6 +97,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    refresh_on                 access_token|id_token
 //	    keep_session_when_idp_down
 //	    pass_access_token          [<header>]
+//	    assertion {
+//	        header    <field>
+//	        audience  <aud>
+//	        claims    <claim...>
+//	        lifetime  <duration>
+//	        issuer    <iss>
+//	        key_files <pem-file...>
+//	        jwks_path <path>|off
+//	    }
+//	    userinfo_path              <path>|off
 //	}
 //
 // Each subdirective sets the JSON field of the same name (auth_param fills
@@ -105,7 +115,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // `idle_timeout off` disables the idle timeout. The session block fills
 // session (the redis block session.redis, its addresses also given after
 // `store redis`); `cache_ttl off` reads the store on every request.
-// `pass_access_token` alone passes the token as `Authorization: Bearer`. Values are taken as written:
+// `pass_access_token` alone passes the token as `Authorization: Bearer`.
+// The assertion block fills assertion; `jwks_path off` and
+// `userinfo_path off` turn those endpoints off. Values are taken as written:
 // placeholders such as {env.OIDC_CLIENT_SECRET} are resolved when the
 // handler is provisioned, and enumerations and ranges are checked by
 // Validate.
@@ -277,8 +289,13 @@ func (p *PKCEAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				return d.ArgErr()
 			}
+		case "assertion":
+			p.Assertion, err = unmarshalAssertion(d)
+		case "userinfo_path":
+			p.UserinfoPath = new(string)
+			err = oneArg(d, p.UserinfoPath)
 		case "{":
-			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block, except session")
+			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block, except session and assertion")
 		default:
 			return d.Errf("unrecognized subdirective %s", name)
 		}

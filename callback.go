@@ -266,6 +266,11 @@ func (p *PKCEAuth) newSession(claims map[string]any, idt *oidc.IDToken, rawIDTok
 	for _, c := range p.Headers {
 		add(c)
 	}
+	if p.Assertion != nil {
+		for _, c := range p.Assertion.Claims {
+			add(c)
+		}
+	}
 	s.Claims = keep
 	return s, nil
 }

@@ -21,6 +21,10 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		return p.serveCallback(w, r, jar)
 	case p.LogoutPath:
 		return p.serveLogout(w, r, jar)
+	case p.jwksPath():
+		if r.URL.Path != "" { // "" is the path of no JWKS
+			return p.serveJWKS(w, r)
+		}
 	}
 
 	s, todo, err := p.store.load(r, jar)
@@ -35,6 +39,9 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		}
 		todo = 0 // a refresh records the use
 	}
+	if p.userinfoPath != "" && r.URL.Path == p.userinfoPath {
+		return p.serveUserinfo(w, r, jar, s, todo)
+	}
 	if s == nil {
 		if isNavigation(r) {
 			return p.startLogin(w, r, jar)
@@ -47,6 +54,11 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		p.store.touch(w, r, jar, s)
 	}
 	p.authenticate(r, jar, s)
+	if p.assertion != nil {
+		if err := p.setAssertion(r, s); err != nil {
+			return p.assertionFailed(w, r, err)
+		}
+	}
 	return next.ServeHTTP(w, r)
 }
 
@@ -61,7 +73,7 @@ func (p *PKCEAuth) authenticate(r *http.Request, jar *cookieJar, s *activeSessio
 		// 16 allocations on every authenticated request.
 		repl.Map(s.placeholder)
 	}
-	if len(p.headerNames) > 0 || p.PassAccessToken != "" {
+	if len(p.headerNames) > 0 || p.PassAccessToken != "" || p.assertion != nil {
 		p.deleteUnderscoreLookalikes(r.Header)
 	}
 	for i, name := range p.headerNames {
@@ -128,7 +140,7 @@ func (p *PKCEAuth) deleteUnderscoreLookalikes(h http.Header) {
 			continue
 		}
 		norm := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
-		if norm == http.CanonicalHeaderKey(p.PassAccessToken) || slices.ContainsFunc(p.headerNames, func(n string) bool {
+		if norm == http.CanonicalHeaderKey(p.PassAccessToken) || p.assertion != nil && norm == p.assertion.header || slices.ContainsFunc(p.headerNames, func(n string) bool {
 			return http.CanonicalHeaderKey(n) == norm
 		}) {
 			delete(h, k)

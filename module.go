@@ -244,6 +244,19 @@ type PKCEAuth struct {
 	// access token then travels in the cookie. Default: none (not passed).
 	PassAccessToken string `json:"pass_access_token,omitempty"`
 
+	// Send the upstream a short-lived signed identity assertion (an ES256
+	// JWT) in a request header, and publish its keys as a JWK Set. See
+	// AssertionConfig. Default: none.
+	Assertion *AssertionConfig `json:"assertion,omitempty"`
+
+	// The path that answers the signed-in user's identity as JSON (id,
+	// sub, email, email_verified, name, preferred_username, groups, the
+	// kept claims; never a token), or 401 JSON without a session; for
+	// single-page apps. `off` (or "") disables it. Not to be confused with
+	// userinfo, which reads the provider's userinfo at login.
+	// Default: `/oauth2/userinfo`.
+	UserinfoPath *string `json:"userinfo_path,omitempty"`
+
 	// runtime state, built in Provision
 	logger      *zap.Logger
 	provider    *provider
@@ -257,6 +270,10 @@ type PKCEAuth struct {
 	jars        [2]cookieJar // plain, secure
 	events      eventEmitter
 	stop        chan struct{}
+
+	// identity endpoints and assertion (userinfo_endpoint.go, assertion.go)
+	userinfoPath string
+	assertion    *assertionSigner
 
 	// sessions store and refresh (store.go, refresh.go)
 	store            sessionStore
@@ -306,6 +323,10 @@ func (p *PKCEAuth) Provision(ctx caddy.Context) error {
 	p.buildJars()
 	p.sessions = newSessionCache(sessionCacheSize)
 	if err := p.provisionSessions(ctx, repl, keys); err != nil {
+		return err
+	}
+	p.userinfoPath = userinfoPathOf(p.UserinfoPath)
+	if err := p.provisionAssertion(ctx, repl); err != nil {
 		return err
 	}
 	p.metrics = newMetrics(ctx)
@@ -401,6 +422,9 @@ func (p *PKCEAuth) setDefaults() {
 	}
 	if p.RefreshOn == "" {
 		p.RefreshOn = refreshOnAccessToken
+	}
+	if p.Assertion != nil {
+		p.Assertion.setDefaults()
 	}
 }
 
@@ -545,6 +569,9 @@ func (p *PKCEAuth) Validate() error {
 		}
 	}
 	if err := p.validateSessions(); err != nil {
+		return err
+	}
+	if err := p.validateEndpoints(); err != nil {
 		return err
 	}
 	return nil

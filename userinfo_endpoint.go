@@ -1,0 +1,103 @@
+package pkceauth
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// The userinfo endpoint (userinfo_path, default /oauth2/userinfo) tells a
+// single-page app who is signed in, as JSON built from the session. It
+// never shows a token: a script that can read it (an XSS) learns no more
+// than the page already shows, and nothing it could replay. It sends no
+// CORS headers, so other origins cannot read it.
+
+// defaultUserinfoPath is where the identity is served unless userinfo_path
+// says otherwise.
+const defaultUserinfoPath = "/oauth2/userinfo"
+
+// userinfoResponse is the endpoint's JSON body.
+type userinfoResponse struct {
+	ID                string            `json:"id"`
+	Sub               string            `json:"sub"`
+	Email             string            `json:"email,omitempty"`
+	EmailVerified     bool              `json:"email_verified"`
+	Name              string            `json:"name,omitempty"`
+	PreferredUsername string            `json:"preferred_username,omitempty"`
+	Groups            []string          `json:"groups"`
+	Claims            map[string]string `json:"claims"`
+}
+
+// userinfoPathOf is the configured path, "" when the endpoint is off.
+func userinfoPathOf(configured *string) string {
+	switch {
+	case configured == nil:
+		return defaultUserinfoPath
+	case *configured == "off":
+		return ""
+	}
+	return *configured
+}
+
+// validateEndpoints checks the paths of the userinfo endpoint and the
+// JWKS: each its own.
+func (p *PKCEAuth) validateEndpoints() error {
+	userinfo := userinfoPathOf(p.UserinfoPath)
+	if userinfo != "" {
+		if err := p.checkOwnPath("userinfo_path", userinfo); err != nil {
+			return err
+		}
+	}
+	if a := p.Assertion; a != nil {
+		if err := a.validate(p); err != nil {
+			return err
+		}
+		if jwks := a.jwksPath(); jwks != "" && jwks == userinfo {
+			return fmt.Errorf("assertion: jwks_path and userinfo_path must differ (both %s)", jwks)
+		}
+	}
+	return nil
+}
+
+// serveUserinfo answers the identity of the request's session s (nil for
+// none) after the session check, which may have refreshed it; todo is what
+// the check asked for.
+func (p *PKCEAuth) serveUserinfo(w http.ResponseWriter, r *http.Request, jar *cookieJar, s *activeSession, todo sessionTodo) error {
+	if !allowGetHead(w, r) {
+		return nil
+	}
+	if s == nil {
+		// Never a redirect: a script's fetch cannot follow one to the
+		// provider; it should send the user to the site instead.
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeJSONError(w, http.StatusUnauthorized, "Authentication required", "No signed-in session.")
+		return nil
+	}
+	if todo&todoTouch != 0 {
+		p.store.touch(w, r, jar, s)
+	}
+	body := userinfoResponse{
+		ID:                s.UserID,
+		Sub:               s.Subject,
+		Email:             s.Email,
+		EmailVerified:     s.EmailVerified,
+		Name:              s.Name,
+		PreferredUsername: s.PreferredUsername,
+		Groups:            s.Groups,
+		Claims:            s.Claims,
+	}
+	if body.Groups == nil {
+		body.Groups = []string{}
+	}
+	if body.Claims == nil {
+		body.Claims = map[string]string{}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(marshalJSON(body))
+	}
+	return nil
+}
