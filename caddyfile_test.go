@@ -103,6 +103,10 @@ var caddyfileCases = []struct {
 			refresh_on                 id_token
 			keep_session_when_idp_down
 			pass_access_token          X-Access-Token
+			assertion {
+				audience https://app.internal
+			}
+			userinfo_path              /api/me
 		}`,
 		want: PKCEAuth{
 			Issuer:                "https://idp.example.com/realms/main",
@@ -167,6 +171,8 @@ var caddyfileCases = []struct {
 			RefreshOn:              "id_token",
 			KeepSessionWhenIdPDown: true,
 			PassAccessToken:        "X-Access-Token",
+			Assertion:              &AssertionConfig{Audience: "https://app.internal"},
+			UserinfoPath:           ptr("/api/me"),
 		},
 	},
 	{
