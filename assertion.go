@@ -209,6 +209,10 @@ func (p *PKCEAuth) provisionAssertion(ctx caddy.Context, repl *caddy.Replacer) e
 		keys:     keys,
 		jwksPath: a.jwksPath(),
 	}
+	if c := p.logger.Check(zap.InfoLevel, "identity assertion enabled"); c != nil {
+		c.Write(zap.String("header", p.assertion.header), zap.String("audience", a.Audience),
+			zap.String("kid", keys.kid), zap.String("jwks_path", p.assertion.jwksPath))
+	}
 	return nil
 }
 
