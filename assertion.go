@@ -222,7 +222,6 @@ func (p *PKCEAuth) provisionAssertion(ctx caddy.Context, repl *caddy.Replacer) e
 // atomic load and a header entry.
 func (p *PKCEAuth) setAssertion(r *http.Request, s *activeSession) error {
 	a := p.assertion
-	r.Header.Del(a.header) // look-alikes went in authenticate
 	t := now().Unix()
 	m := s.assertion.Load()
 	if m == nil || t >= m.renewAt || (a.issuer == "" && (m.host != r.Host || m.https != (p.scheme(r) == "https"))) {
@@ -232,6 +231,8 @@ func (p *PKCEAuth) setAssertion(r *http.Request, s *activeSession) error {
 		}
 		s.assertion.Store(m)
 	}
+	// Replaces whatever the client sent under this name (its look-alikes
+	// with underscores went in authenticate).
 	r.Header[a.header] = []string{m.token}
 	return nil
 }
@@ -313,7 +314,7 @@ func (p *PKCEAuth) checkOwnPath(field, path string) error {
 	return nil
 }
 
-// signature algorithm of assertions.
+// assertionAlg is the signature algorithm of assertions.
 const assertionAlg = jose.ES256
 
 // jwksPath is the path of the JWK Set, "" when none is served.

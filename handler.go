@@ -21,8 +21,8 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		return p.serveCallback(w, r, jar)
 	case p.LogoutPath:
 		return p.serveLogout(w, r, jar)
-	case p.jwksPath():
-		if r.URL.Path != "" { // "" is the path of no JWKS
+	case p.jwksPath(): // "" when no JWKS is served
+		if r.URL.Path != "" {
 			return p.serveJWKS(w, r)
 		}
 	}
