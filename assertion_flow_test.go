@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -270,4 +271,39 @@ func parseJWK(raw []byte) (crypto.PublicKey, error) {
 		return nil, err
 	}
 	return k.Key, nil
+}
+
+// TestAssertionBadConfigRefusedByCaddy: Caddy refuses a bad assertion
+// block with the field named, whether Validate or Provision finds it.
+func TestAssertionBadConfigRefusedByCaddy(t *testing.T) {
+	good, _ := writeKeyFile(t, false)
+	notAKey := filepath.Join(t.TempDir(), "cert.pem")
+	if err := os.WriteFile(notAKey, []byte("-----BEGIN CERTIFICATE-----\nAQ==\n-----END CERTIFICATE-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		assertion map[string]any
+		want      string
+	}{
+		"no audience":     {map[string]any{"key_files": []string{good}}, "assertion: audience is required"},
+		"reserved claim":  {map[string]any{"audience": "a", "claims": []string{"sub"}, "key_files": []string{good}}, "claims: sub is set by the module itself"},
+		"not a key":       {map[string]any{"audience": "a", "key_files": []string{notAKey}}, "key_files[0]"},
+		"missing key":     {map[string]any{"audience": "a", "key_files": []string{notAKey + ".missing"}}, "key_files[0]"},
+		"unknown field":   {map[string]any{"audience": "a", "key_file": good}, "key_file"},
+		"bad header name": {map[string]any{"audience": "a", "header": "X Y", "key_files": []string{good}}, "not a valid header name"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			auth := map[string]any{"handler": "pkce_auth", "issuer": "https://idp.example", "client_id": "app",
+				"session_keys": []string{testKeyA}, "assertion": c.assertion}
+			cfg := map[string]any{"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"srv0": map[string]any{
+				"listen":          []string{"127.0.0.1:" + strconv.Itoa(pickFreePort(t))},
+				"routes":          []any{map[string]any{"handle": []any{auth}}},
+				"automatic_https": map[string]any{"disable": true},
+			}}}}}
+			msg := loadCaddyError(t, cfg)
+			if msg == "" || !strings.Contains(msg, c.want) {
+				t.Errorf("load error %q; want one containing %q", msg, c.want)
+			}
+		})
+	}
 }
