@@ -237,6 +237,18 @@ func (p *PKCEAuth) setAssertion(r *http.Request, s *activeSession) error {
 	return nil
 }
 
+// inheritAssertion keeps the assertion of prev, this instance's previous
+// copy of the same server-side session, so that reading the record again
+// after cache_ttl does not mean signing again. The claims of a session
+// never change (a refresh keeps those of the login), so it stays right.
+func (a *activeSession) inheritAssertion(prev *activeSession) {
+	if prev != nil && prev.id == a.id && a.session != nil {
+		if m := prev.assertion.Load(); m != nil {
+			a.assertion.CompareAndSwap(nil, m)
+		}
+	}
+}
+
 // mintAssertion signs a new assertion for s at time t (unix seconds).
 func (p *PKCEAuth) mintAssertion(r *http.Request, s *session, t int64) (*mintedAssertion, error) {
 	a := p.assertion

@@ -307,3 +307,30 @@ func TestAssertionBadConfigRefusedByCaddy(t *testing.T) {
 		})
 	}
 }
+
+// TestAssertionServerStoreCache: with a server-side store, reading the
+// session again after cache_ttl keeps the assertion; it is renewed only
+// when due, and a logout ends it.
+func TestAssertionServerStoreCache(t *testing.T) {
+	op := newTestOP(t, testop.Config{})
+	c := newTestCluster(t, op, clusterSpec{store: storeCaddyStorage, configure: func(p *PKCEAuth) {
+		p.Assertion = &AssertionConfig{Header: "X-Access-Token", Audience: "https://app.internal"} // shown by the cluster's upstream
+	}}, 1)
+	b := c.browser()
+	b.login("A")
+	first := b.get("A").field("x-access-token")
+	if first == "" {
+		t.Fatal("no assertion")
+	}
+	advanceClock(t, defaultStoreCacheTTL+time.Second) // the record is read again
+	if again := b.get("A").field("x-access-token"); again != first {
+		t.Error("reading the session record again minted a new assertion")
+	}
+	advanceClock(t, 30*time.Second)
+	if renewed := b.get("A").field("x-access-token"); renewed == first || renewed == "" {
+		t.Errorf("assertion not renewed when due: %q", renewed)
+	}
+	cookie := b.session()
+	b.request("A", asNavigation, defaultLogoutPath, nil)
+	expectStatusCode(t, b.request("A", asXHR, "/app", cookie), http.StatusUnauthorized, "after logout")
+}
