@@ -172,7 +172,7 @@ func TestAssertionUpstream(t *testing.T) {
 	// In alice's browser: logout, then bob logs in there.
 	expectStatus(t, b.navigate(s.base+"/oauth2/logout", "Sec-Fetch-Site", "same-origin"), http.StatusSeeOther)
 	s.login(t, b, "/")
-	again, err := verifier.Verify(ctx, b.fetch(s.base+"/api").Fields()["assertion"])
+	again, err := verifier.Verify(ctx, b.fetch(s.base + "/api").Fields()["assertion"])
 	if err != nil || again.Subject != "bob-sub" {
 		t.Errorf("after bob logged in in alice's browser: %v, %v; want bob's assertion", again, err)
 	}
