@@ -124,6 +124,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    }
 //	    api_match        <matchers> | { <matchers> }
 //	    navigation_match <matchers> | { <matchers> }
+//	    assertion {
+//	        header    <field>
+//	        audience  <aud>
+//	        claims    <claim...>
+//	        lifetime  <duration>
+//	        issuer    <iss>
+//	        key_files <pem-file...>
+//	        jwks_path <path>|off
+//	    }
+//	    userinfo_path              <path>|off
 //	}
 //
 // Provider names after the matcher fill providers: the providers declared
@@ -140,7 +150,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // The bearer block fills bearer (see unmarshalBearer). api_match and
 // navigation_match take request matchers as a named matcher does (inline
 // or in a block); each one given adds a matcher set, and a request
-// matching any set matches. Values are taken as written:
+// matching any set matches. The assertion block fills assertion;
+// `jwks_path off` and `userinfo_path off` turn those endpoints off.
+// Values are taken as written:
 // placeholders such as {env.OIDC_CLIENT_SECRET} are resolved when the
 // handler is provisioned, and enumerations and ranges are checked by
 // Validate.
@@ -353,8 +365,13 @@ func (p *PKCEAuth) unmarshalBlock(d *caddyfile.Dispenser, other func(name string
 			err = appendMatcherSet(d, &p.APIMatchRaw)
 		case "navigation_match":
 			err = appendMatcherSet(d, &p.NavigationMatchRaw)
+		case "assertion":
+			p.Assertion, err = unmarshalAssertion(d)
+		case "userinfo_path":
+			p.UserinfoPath = new(string)
+			err = oneArg(d, p.UserinfoPath)
 		case "{":
-			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block, except session, bearer, allow, deny, api_match and navigation_match")
+			return d.Err("unexpected '{': pkce_auth subdirectives do not take a block, except session, bearer, assertion, allow, deny, api_match and navigation_match")
 		default:
 			var known bool
 			if other != nil {

@@ -125,6 +125,10 @@ var caddyfileCases = []struct {
 			}
 			api_match        path /api/*
 			navigation_match path /docs/*
+			assertion {
+				audience https://app.internal
+			}
+			userinfo_path              /api/me
 		}`,
 		want: PKCEAuth{
 			Issuer:                "https://idp.example.com/realms/main",
@@ -207,6 +211,8 @@ var caddyfileCases = []struct {
 			Bearer:               &BearerConfig{Audiences: []string{"https://api.example.com"}},
 			APIMatchRaw:          caddyhttp.RawMatcherSets{{"path": json.RawMessage(`["/api/*"]`)}},
 			NavigationMatchRaw:   caddyhttp.RawMatcherSets{{"path": json.RawMessage(`["/docs/*"]`)}},
+			Assertion:            &AssertionConfig{Audience: "https://app.internal"},
+			UserinfoPath:         ptr("/api/me"),
 		},
 	},
 	{

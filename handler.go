@@ -30,22 +30,43 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 			return c.serveLogout(w, r, c.cookies(r))
 		}
 	}
+	if path := p.jwksPath(); path != "" && r.URL.Path == path {
+		return p.serveJWKS(w, r)
+	}
+
+	var (
+		s    *activeSession
+		core *PKCEAuth
+		jar  *cookieJar
+	)
 	for _, c := range p.cores {
-		jar := c.cookies(r)
-		s, err := c.currentSession(w, r, jar)
+		jar = c.cookies(r)
+		a, err := c.currentSession(w, r, jar)
 		if err != nil {
 			c.logStoreError(r, err)
 			return c.storeUnavailable(w, r)
 		}
-		if s != nil {
-			if p.access != nil {
-				if handled, err := p.enforceAccess(w, r, c, jar, s); handled {
-					return err
-				}
-			}
-			p.authenticate(r, jar, s)
-			return next.ServeHTTP(w, r)
+		if a != nil {
+			s, core = a, c
+			break
 		}
+	}
+	if p.userinfoPath != "" && r.URL.Path == p.userinfoPath {
+		return p.serveUserinfo(w, r, s)
+	}
+	if s != nil {
+		if p.access != nil {
+			if handled, err := p.enforceAccess(w, r, core, jar, s); handled {
+				return err
+			}
+		}
+		p.authenticate(r, jar, s)
+		if p.assertion != nil {
+			if err := p.setAssertion(r, s); err != nil {
+				return p.assertionFailed(w, r, err)
+			}
+		}
+		return next.ServeHTTP(w, r)
 	}
 	if p.PassUnauthenticated {
 		p.passAnonymous(r)
@@ -93,7 +114,7 @@ func (p *PKCEAuth) authenticate(r *http.Request, jar *cookieJar, s *activeSessio
 		// 16 allocations on every authenticated request.
 		repl.Map(s.placeholder)
 	}
-	if len(p.headerNames) > 0 || p.PassAccessToken != "" {
+	if len(p.headerNames) > 0 || p.PassAccessToken != "" || p.assertion != nil {
 		p.deleteUnderscoreLookalikes(r.Header)
 	}
 	for i, name := range p.headerNames {
@@ -167,7 +188,7 @@ func (p *PKCEAuth) deleteUnderscoreLookalikes(h http.Header) {
 			continue
 		}
 		norm := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
-		if norm == http.CanonicalHeaderKey(p.PassAccessToken) || slices.ContainsFunc(p.headerNames, func(n string) bool {
+		if norm == http.CanonicalHeaderKey(p.PassAccessToken) || p.assertion != nil && norm == p.assertion.header || slices.ContainsFunc(p.headerNames, func(n string) bool {
 			return http.CanonicalHeaderKey(n) == norm
 		}) {
 			delete(h, k)

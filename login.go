@@ -168,34 +168,45 @@ func (p *PKCEAuth) redirectURI(r *http.Request) string {
 	return p.origin(r) + p.CallbackPath
 }
 
-// origin is the origin the browser used. cookie_secure always says the
-// browser talks HTTPS (Secure cookies travel over nothing else), even when
-// a TLS-terminating proxy hands the request on over plain HTTP.
+// origin is the origin the browser used.
 func (p *PKCEAuth) origin(r *http.Request) string {
-	if p.CookieSecure == "always" && r.TLS == nil {
-		return (&url.URL{Scheme: "https", Host: r.Host}).String()
-	}
-	return requestOrigin(r)
+	return (&url.URL{Scheme: p.scheme(r), Host: r.Host}).String()
 }
 
-// requestOrigin is the origin the browser used. Behind a TLS-terminating
+// scheme is the scheme of the origin the browser used. cookie_secure
+// always says the browser talks HTTPS (Secure cookies travel over nothing
+// else), even when a TLS-terminating proxy hands the request on over plain
+// HTTP.
+func (p *PKCEAuth) scheme(r *http.Request) string {
+	if p.CookieSecure == "always" && r.TLS == nil {
+		return "https"
+	}
+	return requestScheme(r)
+}
+
+// requestOrigin is the origin the browser used, as requestScheme tells it.
+func requestOrigin(r *http.Request) string {
+	return (&url.URL{Scheme: requestScheme(r), Host: r.Host}).String()
+}
+
+// requestScheme is the scheme the browser used. Behind a TLS-terminating
 // proxy the request arrives over plain HTTP; the scheme is then taken from
 // X-Forwarded-Proto, but only when Caddy's trusted_proxies lists the
 // proxy (anyone else could send the header).
-func requestOrigin(r *http.Request) string {
-	scheme := "http"
+func requestScheme(r *http.Request) string {
 	if r.TLS != nil {
-		scheme = "https"
-	} else if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+		return "https"
+	}
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
 		if values := r.Header.Values("X-Forwarded-Proto"); len(values) > 0 {
 			// The last value is the one the nearest (trusted) proxy added.
 			list := strings.Split(values[len(values)-1], ",")
 			if proto := strings.ToLower(strings.TrimSpace(list[len(list)-1])); proto == "https" {
-				scheme = "https"
+				return "https"
 			}
 		}
 	}
-	return (&url.URL{Scheme: scheme, Host: r.Host}).String()
+	return "http"
 }
 
 // randomToken returns 256 random bits, base64url-encoded (43 characters).

@@ -310,6 +310,19 @@ type PKCEAuth struct {
 	// in Accept. Default: none.
 	NavigationMatchRaw caddyhttp.RawMatcherSets `json:"navigation_match,omitempty" caddy:"namespace=http.matchers"`
 
+	// Send the upstream a short-lived signed identity assertion (an ES256
+	// JWT) in a request header, and publish its keys as a JWK Set. See
+	// AssertionConfig. Default: none.
+	Assertion *AssertionConfig `json:"assertion,omitempty"`
+
+	// The path that answers the signed-in user's identity as JSON (id,
+	// sub, email, email_verified, name, preferred_username, groups, the
+	// kept claims; never a token), or 401 JSON without a session; for
+	// single-page apps. `off` (or "") disables it. Not to be confused with
+	// userinfo, which reads the provider's userinfo at login.
+	// Default: `/oauth2/userinfo`.
+	UserinfoPath *string `json:"userinfo_path,omitempty"`
+
 	// runtime state, built in Provision
 	logger      *zap.Logger
 	provider    *provider
@@ -337,6 +350,10 @@ type PKCEAuth struct {
 	keepClaims      []string
 	ruleClaimPaths  []string // claims the routes' rules read, kept as lists (access.go)
 	keepAccessToken bool
+
+	// identity endpoints and assertion (userinfo_endpoint.go, assertion.go)
+	userinfoPath string
+	assertion    *assertionSigner
 
 	// sessions store and refresh (store.go, refresh.go)
 	store            sessionStore
@@ -504,6 +521,9 @@ func (p *PKCEAuth) setDefaults() {
 	}
 	if p.RefreshOn == "" {
 		p.RefreshOn = refreshOnAccessToken
+	}
+	if p.Assertion != nil {
+		p.Assertion.setDefaults()
 	}
 }
 

@@ -29,10 +29,19 @@ func (p *PKCEAuth) fail(w http.ResponseWriter, r *http.Request, status int, titl
 		_ = errorPage.Execute(w, map[string]any{"Status": status, "Title": title, "Detail": detail})
 		return nil
 	}
+	writeJSONError(w, status, title, detail)
+	return nil
+}
+
+// writeJSONError writes the JSON error body API clients get:
+// {"status", "error", "error_description"}.
+func writeJSONError(w http.ResponseWriter, status int, title, detail string) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(marshalJSON(map[string]any{"status": status, "error": title, "error_description": detail}))
-	return nil
 }
 
 // providerError answers a failure to reach or use the provider.

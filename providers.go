@@ -40,6 +40,8 @@ var routeFields = map[string]bool{
 	"bearer":                 true,
 	"api_match":              true,
 	"navigation_match":       true,
+	"assertion":              true,
+	"userinfo_path":          true,
 }
 
 // setFields returns the JSON names of p's config fields that are set,
@@ -131,6 +133,13 @@ func (p *PKCEAuth) provisionRoute(ctx caddy.Context) error {
 		return err
 	}
 	p.provisionBearer()
+	p.userinfoPath = userinfoPathOf(p.UserinfoPath)
+	if p.Assertion != nil {
+		p.Assertion.setDefaults()
+		if err := p.provisionAssertion(ctx, caddy.NewReplacer()); err != nil {
+			return err
+		}
+	}
 	p.headerNames = sortedKeys(p.Headers)
 	p.headerClaims = make([]string, len(p.headerNames))
 	for i, h := range p.headerNames {
@@ -140,6 +149,9 @@ func (p *PKCEAuth) provisionRoute(ctx caddy.Context) error {
 	for _, c := range p.cores {
 		c.need(p.Claims...)
 		c.need(p.headerClaims...)
+		if p.Assertion != nil {
+			c.need(p.Assertion.Claims...)
+		}
 		for _, path := range p.access.paths() {
 			if !slices.Contains(c.ruleClaimPaths, path) {
 				c.ruleClaimPaths = append(c.ruleClaimPaths, path)
@@ -192,6 +204,9 @@ func (p *PKCEAuth) validateRoute() error {
 		return err
 	}
 	if err := p.validateBearer(); err != nil {
+		return err
+	}
+	if err := p.validateEndpoints(); err != nil {
 		return err
 	}
 	for h := range p.Headers {

@@ -82,6 +82,10 @@ type activeSession struct {
 	// In cookie mode, the JSON of a refreshed session, sealed into the
 	// cookie of each response that carried the old state.
 	plain []byte
+
+	// The signed identity assertion last minted for this session, reused
+	// until it is due for renewal (assertion.go).
+	assertion atomic.Pointer[mintedAssertion]
 }
 
 func (p *PKCEAuth) activate(s *session) *activeSession {

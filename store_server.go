@@ -79,10 +79,12 @@ func (st *serverStore) load(r *http.Request, jar *cookieJar) (*activeSession, se
 		if !ok {
 			return nil, 0, nil
 		}
+		prev := a
 		var err error
 		if a, err = st.fetch(r.Context(), id, t); err != nil {
 			return nil, 0, err
 		}
+		a.inheritAssertion(prev)
 		a.sealed = strings.Clone(sealed)
 		st.cache.put(a.sealed, a)
 	}
