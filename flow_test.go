@@ -1255,3 +1255,38 @@ func TestPKCEMethodChoice(t *testing.T) {
 		})
 	}
 }
+
+// TestAccessLogUserID: Caddy's access log records {http.auth.user.id} as
+// user_id for a signed-in request, and nothing for an anonymous one.
+func TestAccessLogUserID(t *testing.T) {
+	op := testop.New(t, testop.Config{})
+	s := startSite(t, op, siteOptions{accessLog: true})
+	b := newBrowser(t, s)
+	expectStatus(t, b.fetch(s.base+"/anonymous"), http.StatusUnauthorized)
+	s.login(t, b, "/")
+	expectStatus(t, b.fetch(s.base+"/signed-in"), http.StatusOK)
+
+	raw, err := os.ReadFile(s.logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		var e struct {
+			Logger  string `json:"logger"`
+			UserID  string `json:"user_id"`
+			Request struct {
+				URI string `json:"uri"`
+			} `json:"request"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && strings.HasPrefix(e.Logger, "http.log.access") {
+			got[e.Request.URI] = e.UserID
+		}
+	}
+	if id, ok := got["/signed-in"]; !ok || id != "alice-sub" {
+		t.Errorf("access log user_id for /signed-in %q (logged %v), want alice-sub", id, ok)
+	}
+	if id, ok := got["/anonymous"]; !ok || id != "" {
+		t.Errorf("access log user_id for /anonymous %q (logged %v), want empty", id, ok)
+	}
+}

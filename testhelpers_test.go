@@ -103,6 +103,8 @@ type siteOptions struct {
 	trustedProxies bool
 	// next replaces the echo upstream as the handlers after pkce_auth.
 	next []any
+	// accessLog turns on the server's access log (into the log file).
+	accessLog bool
 }
 
 // site is a running Caddy config in front of the echo upstream.
@@ -225,6 +227,9 @@ func (s *site) config() map[string]any {
 		}},
 		"automatic_https": map[string]any{"disable": true},
 		"protocols":       []string{"h1", "h2"},
+	}
+	if s.opts.accessLog {
+		server["logs"] = map[string]any{}
 	}
 	if s.opts.trustedProxies {
 		server["trusted_proxies"] = map[string]any{"source": "static", "ranges": []string{"127.0.0.1/32"}}
