@@ -15,6 +15,8 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+
+	"github.com/caddy-pkce/caddy-pkce/internal/errpage"
 )
 
 // enforceAccess applies the route's rules and step-up requirements to a
@@ -167,7 +169,7 @@ func (p *PKCEAuth) forbid(w http.ResponseWriter, r *http.Request, c *PKCEAuth, a
 		repl.Map(a.placeholder)
 	}
 	const title = "Access denied"
-	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+	if errpage.Routed(r) {
 		// The identity stays out of the message: error pages often
 		// echo it unescaped.
 		return caddyhttp.Error(http.StatusForbidden, errors.New(title+": this account may not open this page"))

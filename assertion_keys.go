@@ -16,6 +16,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/caddy-pkce/caddy-pkce/internal/errpage"
 )
 
 // assertionKeyName is where the generated assertion key lives in Caddy's
@@ -161,6 +163,6 @@ func allowGetHead(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", "GET, HEAD")
-	writeJSONError(w, http.StatusMethodNotAllowed, "Method not allowed", "Only GET and HEAD are allowed here.")
+	errpage.JSON(w, http.StatusMethodNotAllowed, "Method not allowed", "Only GET and HEAD are allowed here.")
 	return false
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+
+	"github.com/caddy-pkce/caddy-pkce/internal/errpage"
 )
 
 // The userinfo endpoint (userinfo_path, default /oauth2/userinfo) tells a
@@ -70,7 +72,7 @@ func (p *PKCEAuth) serveUserinfo(w http.ResponseWriter, r *http.Request, s *acti
 		// Never a redirect: a script's fetch cannot follow one to the
 		// provider; it should send the user to the site instead.
 		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeJSONError(w, http.StatusUnauthorized, "Authentication required", "No signed-in session.")
+		errpage.JSON(w, http.StatusUnauthorized, "Authentication required", "No signed-in session.")
 		return nil
 	}
 	body := userinfoResponse{
