@@ -126,6 +126,12 @@ func (p *PKCEAuth) compileAccess() (*accessPolicy, error) {
 		out   *[]compiledRule
 	}{{"allow", p.Allow, &ap.allow}, {"deny", p.Deny, &ap.deny}} {
 		for i, r := range set.rules {
+			if set.name == "allow" && (r.Claims["email"] != nil || r.ClaimsRegex["email"] != nil) {
+				// The email condition requires email_verified; a claim
+				// condition on the raw email would let an unverified,
+				// self-registered address in.
+				return nil, fmt.Errorf("allow[%d]: match the email with the email condition (`allow email ...`), which requires email_verified, not with claims or claims_regex", i)
+			}
 			cr, err := compileRule(r)
 			if err != nil {
 				return nil, fmt.Errorf("%s[%d]: %v", set.name, i, err)
@@ -187,6 +193,11 @@ func compileRule(r Rule) (compiledRule, error) {
 		}
 		c := claimCondition{path: path}
 		for _, expr := range r.ClaimsRegex[path] {
+			// Compiled alone first: an expression such as `a)|(.*` would
+			// otherwise close the anchoring group and match anything.
+			if _, err := regexp.Compile(expr); err != nil {
+				return cr, fmt.Errorf("claims_regex %q: %q is not a valid regular expression: %v", path, expr, err)
+			}
 			re, err := regexp.Compile(`^(?:` + expr + `)$`)
 			if err != nil {
 				return cr, fmt.Errorf("claims_regex %q: %q is not a valid regular expression: %v", path, expr, err)

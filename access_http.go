@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
@@ -131,10 +130,12 @@ func (p *PKCEAuth) completeSession(s *session, claims map[string]any, idt *oidc.
 	}
 	skew := int64(time.Duration(p.ClockSkew) / time.Second)
 	if c.AuthTime != nil {
-		s.AuthTime = int64(*c.AuthTime)
-		if s.AuthTime > t.Unix()+skew {
-			return reject("ID token auth_time is in the future")
+		// Checked as a float first: a huge value would overflow int64
+		// and pass every later age check.
+		if *c.AuthTime < 0 || *c.AuthTime > float64(t.Unix()+skew) {
+			return reject("ID token auth_time is negative or in the future")
 		}
+		s.AuthTime = int64(*c.AuthTime)
 	}
 	if len(txn.ACR) > 0 && !slices.Contains(txn.ACR, c.ACR) {
 		return failLogin(http.StatusForbidden, "Stronger sign-in required",
@@ -165,9 +166,7 @@ func (p *PKCEAuth) forbid(w http.ResponseWriter, r *http.Request, c *PKCEAuth, a
 		l.Write(zap.String("user_id", a.UserID), zap.String("reason", reason),
 			zap.String("path", truncate(r.URL.Path, 200)), zap.String("remote_ip", remoteIP(r)))
 	}
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Map(a.placeholder)
-	}
+	exposeIdentity(r, a)
 	const title = "Access denied"
 	if errpage.Routed(r) {
 		// The identity stays out of the message: error pages often
@@ -224,10 +223,8 @@ var deniedPage = template.Must(template.New("denied").Parse(strings.TrimSpace(`
 // client's identity headers (and look-alikes) and the module's cookies are
 // removed, as for a signed-in request.
 func (p *PKCEAuth) passAnonymous(r *http.Request) {
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Map(anonymousPlaceholder)
-	}
-	if len(p.headerNames) > 0 || p.PassAccessToken != "" {
+	exposeIdentity(r, nil)
+	if len(p.headerNames) > 0 || p.PassAccessToken != "" || p.assertion != nil {
 		p.deleteUnderscoreLookalikes(r.Header)
 	}
 	for _, name := range p.headerNames {
@@ -235,6 +232,10 @@ func (p *PKCEAuth) passAnonymous(r *http.Request) {
 	}
 	if p.PassAccessToken != "" {
 		r.Header.Del(p.PassAccessToken)
+	}
+	if p.assertion != nil {
+		// No session, no assertion: a client's own must not pass for one.
+		r.Header.Del(p.assertion.header)
 	}
 	if !p.KeepCookies {
 		for _, c := range p.cores {

@@ -363,3 +363,25 @@ func TestEnforceAccessIsAllocationFree(t *testing.T) {
 		t.Errorf("enforceAccess allocates %v times per request, want 0", n)
 	}
 }
+
+// TestAccessConfigHardening: rule forms that would not do what they say
+// are refused: an allow rule on the raw email claim (it would skip the
+// email_verified requirement of the email condition), and a regular
+// expression that escapes its anchoring.
+func TestAccessConfigHardening(t *testing.T) {
+	for name, rule := range map[string]Rule{
+		"claims on email":       {Claims: map[string][]string{"email": {"*@example.com"}}},
+		"claims_regex on email": {ClaimsRegex: map[string][]string{"email": {".*@example\\.com"}}},
+		"regex escaping anchor": {ClaimsRegex: map[string][]string{"role": {"admin)|(.*"}}},
+	} {
+		p := &PKCEAuth{Allow: []Rule{rule}}
+		if err := p.validateAccess(); err == nil {
+			t.Errorf("%s: allow rule accepted", name)
+		}
+	}
+	// Deny rules may match the raw email: refusing is the safe side.
+	p := &PKCEAuth{Deny: []Rule{{Claims: map[string][]string{"email": {"*@example.com"}}}}}
+	if err := p.validateAccess(); err != nil {
+		t.Errorf("deny rule on the email claim refused: %v", err)
+	}
+}

@@ -236,7 +236,7 @@ func (p *PKCEAuth) setAssertion(r *http.Request, s *activeSession) error {
 	for m != nil && m.signer != a {
 		m = m.next
 	}
-	if m == nil || t >= m.renewAt || (a.issuer == "" && (m.host != r.Host || m.https != (p.scheme(r) == "https"))) {
+	if m == nil || t >= m.renewAt || (a.issuer == "" && (m.host != r.Host || m.https != (p.cores[0].scheme(r) == "https"))) {
 		var err error
 		if m, err = p.mintAssertion(r, s, t); err != nil {
 			return err
@@ -280,8 +280,11 @@ func (p *PKCEAuth) mintAssertion(r *http.Request, s *activeSession, t int64) (*m
 	m := &mintedAssertion{signer: a}
 	iss := a.issuer
 	if iss == "" {
-		m.host, m.https = r.Host, p.scheme(r) == "https"
-		iss = p.origin(r)
+		// The provider's view of the origin: its cookie_secure says
+		// whether a TLS-terminating proxy is in front.
+		c := p.cores[0]
+		m.host, m.https = r.Host, c.scheme(r) == "https"
+		iss = c.origin(r)
 	}
 	exp := min(t+a.lifetime, s.Expires)
 	m.renewAt = t + (exp-t)/2
@@ -306,6 +309,11 @@ func (a *assertionSigner) claimSet(s *activeSession, iss string, t, exp int64) m
 		if v, ok := assertionClaim(s, name); ok {
 			c[name] = v
 		}
+	}
+	if s.provider != "" {
+		// Users of different providers may share a sub: the upstream
+		// tells them apart by this claim.
+		c["provider"] = s.provider
 	}
 	c["iss"] = iss
 	c["sub"] = s.UserID

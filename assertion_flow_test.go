@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -341,4 +342,46 @@ func TestAssertionServerStoreCache(t *testing.T) {
 	cookie := b.session()
 	b.request("A", asNavigation, defaultLogoutPath, nil)
 	expectStatusCode(t, b.request("A", asXHR, "/app", cookie), http.StatusUnauthorized, "after logout")
+}
+
+// TestAssertionNeverFromClient: the upstream never gets a client's own
+// assertion, whether the request is signed in by a bearer token or passes
+// anonymously (pass_unauthenticated); a bearer request gets the module's.
+// With bearer `only`, the JWK Set is still served and tokens still get
+// assertions.
+func TestAssertionNeverFromClient(t *testing.T) {
+	op := newTestOP(t, testop.Config{})
+	for _, c := range []struct {
+		name   string
+		auth   map[string]any
+		token  bool
+		signed bool
+	}{
+		{"bearer", map[string]any{"bearer": map[string]any{"audiences": []string{testAPIAudience}}}, true, true},
+		{"bearer only", map[string]any{"bearer": map[string]any{"audiences": []string{testAPIAudience}, "only": true}}, true, true},
+		{"anonymous", map[string]any{"pass_unauthenticated": true}, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			auth := map[string]any{"assertion": map[string]any{"audience": "https://app.internal"}}
+			maps.Copy(auth, c.auth)
+			s := startSite(t, op, siteOptions{auth: auth, next: assertionEcho})
+			b := newBrowser(t, s)
+			h := fetchHeaders.Clone()
+			if c.token {
+				h.Set("Authorization", "Bearer "+apiToken(op, nil))
+			}
+			h.Set("X-Identity-Assertion", "forged.by.client")
+			r := b.do(http.MethodGet, s.base+"/", h, nil)
+			expectStatus(t, r, http.StatusOK)
+			if strings.Contains(r.Body, "forged") {
+				t.Errorf("the client's assertion reached the upstream: %s", r.Body)
+			}
+			if got := strings.Contains(r.Body, "assertion=ey"); got != c.signed {
+				t.Errorf("upstream got the module's assertion: %v, want %v (%s)", got, c.signed, r.Body)
+			}
+			if j := b.fetch(s.base + "/oauth2/jwks"); j.Status != http.StatusOK {
+				t.Errorf("JWK Set: %s; want 200", j)
+			}
+		})
+	}
 }

@@ -62,6 +62,7 @@ func newAssertionHandler(t testing.TB, cfg AssertionConfig) (*PKCEAuth, *ecdsa.P
 	file, key := writeKeyFile(t, false)
 	cfg.KeyFiles = []string{file}
 	p := &PKCEAuth{Issuer: "https://idp.example", ClientID: "app", Assertion: &cfg, logger: zap.NewNop()}
+	p.cores = []*PKCEAuth{p}
 	p.setDefaults()
 	if err := p.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
@@ -398,5 +399,27 @@ func TestAssertionPerRoute(t *testing.T) {
 		if get(pa) != a1 || get(pb) != b1 {
 			t.Fatal("alternating routes signed new assertions instead of reusing each route's")
 		}
+	}
+}
+
+// TestAssertionNamesTheProvider: users of two named providers with the
+// same sub get assertions the upstream can tell apart (the provider
+// claim), and `provider` can be chosen as a claim or mapped to a header.
+func TestAssertionNamesTheProvider(t *testing.T) {
+	a := &assertionSigner{audience: "https://app.internal", claims: []string{"provider", "email"}, lifetime: 60}
+	corp := &PKCEAuth{providerName: "corp", stdClaims: []string{"email", "sub"}}
+	social := &PKCEAuth{providerName: "social", stdClaims: []string{"email", "sub"}}
+	s := &session{Subject: "1001", UserID: "1001", Email: "ceo@corp.example", Expires: 1 << 40}
+	cv := a.claimSet(corp.activate(s), "https://app.example", 100, 160)
+	cs := a.claimSet(social.activate(s), "https://app.example", 100, 160)
+	if cv["provider"] != "corp" || cs["provider"] != "social" {
+		t.Errorf("provider claims %v / %v, want corp / social", cv["provider"], cs["provider"])
+	}
+	if got := corp.activate(s).claim("provider"); got != "corp" {
+		t.Errorf("claim(provider) = %q, want corp (for header mappings)", got)
+	}
+	inline := (&PKCEAuth{stdClaims: []string{"email", "sub"}}).activate(s)
+	if _, ok := a.claimSet(inline, "https://app.example", 100, 160)["provider"]; ok {
+		t.Error("an inline handler's assertion has a provider claim")
 	}
 }

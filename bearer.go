@@ -212,6 +212,11 @@ func (p *PKCEAuth) serveBearer(w http.ResponseWriter, r *http.Request, next cadd
 	// upstream only through pass_access_token, as a session's does.
 	r.Header.Del("Authorization")
 	p.authenticate(r, b.core.cookies(r), a)
+	if p.assertion != nil {
+		if err := p.setAssertion(r, a); err != nil {
+			return true, p.assertionFailed(w, r, err)
+		}
+	}
 	return true, next.ServeHTTP(w, r)
 }
 

@@ -532,13 +532,20 @@ func TestBearerRules(t *testing.T) {
 		{"weaker acr", func(c map[string]any) { fresh(c); c["acr"] = "silver" }, 401, "insufficient_user_authentication"},
 		{"no acr", func(c map[string]any) { fresh(c); delete(c, "acr") }, 401, "insufficient_user_authentication"},
 		{"login too old", func(c map[string]any) { fresh(c); c["auth_time"] = now().Add(-2 * time.Hour).Unix() }, 401, "insufficient_user_authentication"},
+		// 1e300 would overflow int64 and pass every later age check.
+		{"auth_time out of range", func(c map[string]any) { fresh(c); c["auth_time"] = 1e300 }, 401, "invalid_token"},
+		{"auth_time in the future", func(c map[string]any) { fresh(c); c["auth_time"] = now().Add(time.Hour).Unix() }, 401, "invalid_token"},
 	} {
 		r := callAPI(b, s.base+"/", "Bearer "+apiToken(op, c.edit))
 		if r.Status != c.want {
 			t.Errorf("%s: %s; want %d", c.name, r, c.want)
 			continue
 		}
-		if c.code != "" {
+		if c.code == "invalid_token" {
+			if ch := challenge(t, r); ch["error"] != c.code {
+				t.Errorf("%s: challenge %v, want error=%s", c.name, ch, c.code)
+			}
+		} else if c.code != "" {
 			if ch := challenge(t, r); ch["error"] != c.code || ch["acr_values"] != "gold" || ch["max_age"] != "3600" {
 				t.Errorf("%s: challenge %v, want error=%s acr_values=gold max_age=3600", c.name, ch, c.code)
 			}

@@ -132,6 +132,9 @@ func (p *PKCEAuth) checkBearer(ctx context.Context, token string, t time.Time) (
 	s.RuleClaims = ruleClaims(claims, p.access.paths())
 	s.ACR, _ = claims["acr"].(string)
 	if at, ok := claims["auth_time"].(float64); ok {
+		if at < 0 || at > float64(t.Unix())+float64(time.Duration(c.ClockSkew)/time.Second) {
+			return nil, invalidToken("the access token's auth_time is negative or in the future")
+		}
 		s.AuthTime = int64(at)
 	}
 	// Accepted until exp plus the allowed skew, as checked above.

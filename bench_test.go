@@ -167,7 +167,13 @@ func authenticatedRequest(cookie string) *http.Request {
 	r := httptest.NewRequest(http.MethodGet, benchOrigin+"/private/page", nil)
 	r.Header.Set("Accept", "text/html,application/xhtml+xml")
 	r.Header.Set("Cookie", cookie)
-	caddyhttp.NewTestReplacer(r) // the Replacer as caddyhttp.PrepareRequest sets it up
+	// The request variables and the Replacer as caddyhttp.PrepareRequest
+	// sets them up.
+	*r = *r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{
+		caddyhttp.TrustedProxyVarKey: false,
+		caddyhttp.ClientIPVarKey:     "192.0.2.1",
+	}))
+	caddyhttp.NewTestReplacer(r)
 	return r
 }
 

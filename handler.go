@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
@@ -17,6 +16,10 @@ import (
 // named providers, the first whose session the request carries signs it
 // in, and a navigation without any gets the provider chooser.
 func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// The JWK Set is public: served before any credential is looked at.
+	if path := p.jwksPath(); path != "" && r.URL.Path == path {
+		return p.serveJWKS(w, r)
+	}
 	if p.bearer != nil {
 		if done, err := p.serveBearer(w, r, next); done {
 			return err
@@ -29,9 +32,6 @@ func (p *PKCEAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		case c.LogoutPath:
 			return c.serveLogout(w, r, c.cookies(r))
 		}
-	}
-	if path := p.jwksPath(); path != "" && r.URL.Path == path {
-		return p.serveJWKS(w, r)
 	}
 
 	var (
@@ -107,13 +107,7 @@ func (p *PKCEAuth) currentSession(w http.ResponseWriter, r *http.Request, jar *c
 // configured upstream headers (client-supplied ones deleted first), and
 // the request without the module's cookies.
 func (p *PKCEAuth) authenticate(r *http.Request, jar *cookieJar, s *activeSession) {
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		// One lookup function answers all {http.auth.user.*} placeholders,
-		// when and if they are used. Setting each one instead costs an
-		// interface conversion per value and grows the Replacer's map: about
-		// 16 allocations on every authenticated request.
-		repl.Map(s.placeholder)
-	}
+	exposeIdentity(r, s)
 	if len(p.headerNames) > 0 || p.PassAccessToken != "" || p.assertion != nil {
 		p.deleteUnderscoreLookalikes(r.Header)
 	}

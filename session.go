@@ -62,6 +62,7 @@ type activeSession struct {
 	*session
 	groups       string
 	email        string      // lower case, for rules
+	provider     string      // the named provider that signed it in, "" inline
 	placeholders [][2]string // key, value for the replacer
 	std          [][2]string // claim, value of the claims kept in session fields (stdClaims)
 	bearer       string      // "Bearer <access token>" when a route passes it as Authorization
@@ -109,6 +110,9 @@ func (p *PKCEAuth) activate(s *session) *activeSession {
 	}
 	if p.providerName != "" {
 		a.placeholders = append(a.placeholders, [2]string{"http.auth.user.provider", p.providerName})
+		// Also for header mappings and assertion claims, as "provider".
+		a.std = append(a.std, [2]string{"provider", p.providerName})
+		a.provider = p.providerName
 	}
 	a.seen.Store(s.LastSeen)
 	a.refreshAt = p.refreshAt(s)
