@@ -133,6 +133,9 @@ func (p *PKCEAuth) validateBearer() error {
 	if cfg == nil {
 		return nil
 	}
+	if cfg.Only && p.PassUnauthenticated {
+		return errors.New("bearer: only answers 401 to every request without a token, so pass_unauthenticated would never apply; use one of them")
+	}
 	if len(cfg.Audiences) == 0 {
 		return errors.New("bearer: audiences is required: list the aud value(s) the provider puts into access tokens for this API (RFC 9068 §4); the client_id is not assumed, because ID tokens carry it too")
 	}

@@ -133,6 +133,11 @@ func TestValidateBearer(t *testing.T) {
 	if err := only.Validate(); err != nil {
 		t.Errorf("bearer only without client_id: %v; want valid", err)
 	}
+	onlyAnon := base(&BearerConfig{Audiences: []string{"api"}, Only: true})
+	onlyAnon.PassUnauthenticated = true
+	if err := onlyAnon.Validate(); err == nil || !strings.Contains(err.Error(), "pass_unauthenticated would never apply") {
+		t.Errorf("bearer only with pass_unauthenticated: %v; want refused", err)
+	}
 	noClient := base(&BearerConfig{Audiences: []string{"api"}})
 	noClient.ClientID = ""
 	if err := noClient.Validate(); err == nil || !strings.Contains(err.Error(), "client_id is required") {
