@@ -441,23 +441,12 @@ func TestGroupsExpressionMatcher(t *testing.T) {
 // the provider's issuer and client ID as %[1]s and %[2]s.
 func startCaddyfileSite(t *testing.T, op *testop.Provider, siteBody string) *site {
 	t.Helper()
-	adminPortOnce.Do(func() { adminPort = pickFreePort(t) })
 	port := pickFreePort(t)
-	config := fmt.Sprintf(`{
-	admin localhost:%d
-	persist_config off
-	auto_https off
-	grace_period 1ms
-	storage file_system %s
-	log {
-		output discard
-	}
-}
-
+	config := caddyfileGlobals(t, t.TempDir(), "") + fmt.Sprintf(`
 http://127.0.0.1:%d {
 %s
 }
-`, adminPort, t.TempDir(), port, fmt.Sprintf(siteBody, op.Issuer(), op.ClientID()))
+`, port, fmt.Sprintf(siteBody, op.Issuer(), op.ClientID()))
 	if msg := tryLoadCaddyfile(t, config); msg != "" {
 		t.Fatalf("loading the Caddyfile: %s", msg)
 	}

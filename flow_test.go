@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/caddy-pkce/caddy-pkce/internal/seal"
 	"github.com/caddy-pkce/caddy-pkce/internal/testop"
@@ -953,20 +952,9 @@ func TestAuthorizationRequestParameters(t *testing.T) {
 // Caddyfile, as users write it.
 func TestCaddyfileConfig(t *testing.T) {
 	op := testop.New(t, testop.Config{})
-	adminPortOnce.Do(func() { adminPort = pickFreePort(t) })
 	port := pickFreePort(t)
 	storage := t.TempDir()
-	config := fmt.Sprintf(`{
-	admin localhost:%d
-	persist_config off
-	auto_https off
-	grace_period 1ms
-	storage file_system %s
-	log {
-		output discard
-	}
-}
-
+	config := caddyfileGlobals(t, storage, "") + fmt.Sprintf(`
 http://127.0.0.1:%d {
 	pkce_auth {
 		issuer %s
@@ -977,15 +965,8 @@ http://127.0.0.1:%d {
 	}
 	respond "user={http.auth.user.id} groups={http.auth.user.groups} x_user={http.request.header.X-User}" 200
 }
-`, adminPort, storage, port, op.Issuer(), op.ClientID())
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
-		AdminPort: adminPort, LoadRequestTimeout: 10 * time.Second, TestRequestTimeout: 10 * time.Second,
-	})
-	tester.InitServer(config, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
-	t.Cleanup(func() { postCaddyConfig(t, map[string]any{}) })
+`, port, op.Issuer(), op.ClientID())
+	loadCaddyfile(t, config)
 
 	s := &site{t: t, op: op, port: port, base: fmt.Sprintf("http://127.0.0.1:%d", port), logFile: filepath.Join(t.TempDir(), "none.log")}
 	b := newBrowser(t, s)

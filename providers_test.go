@@ -487,18 +487,8 @@ func TestNamedProviderConfigErrors(t *testing.T) {
 // directive, loaded as users write them, log in across two routes.
 func TestNamedProviderCaddyfile(t *testing.T) {
 	op := testop.New(t, testop.Config{})
-	adminPortOnce.Do(func() { adminPort = pickFreePort(t) })
 	port := pickFreePort(t)
-	config := fmt.Sprintf(`{
-	admin localhost:%d
-	persist_config off
-	auto_https off
-	grace_period 1ms
-	storage file_system %s
-	log {
-		output discard
-	}
-	pkce {
+	config := caddyfileGlobals(t, t.TempDir(), fmt.Sprintf(`	pkce {
 		provider corp {
 			display_name "Corp SSO"
 			issuer %s
@@ -506,8 +496,7 @@ func TestNamedProviderCaddyfile(t *testing.T) {
 			cookie_secure never
 		}
 	}
-}
-
+`, op.Issuer(), op.ClientID())) + fmt.Sprintf(`
 http://127.0.0.1:%d {
 	handle /api/* {
 		pkce_auth corp {
@@ -520,7 +509,7 @@ http://127.0.0.1:%d {
 		respond "web user={http.auth.user.id} x_user={http.request.header.X-User}" 200
 	}
 }
-`, adminPort, t.TempDir(), op.Issuer(), op.ClientID(), port)
+`, port)
 	loadCaddyfile(t, config)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	b := newBrowser(t, nil)

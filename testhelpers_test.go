@@ -807,3 +807,22 @@ func expectStatus(t *testing.T, r *reply, want int) {
 		t.Fatalf("%s; want status %d", r, want)
 	}
 }
+
+// caddyfileGlobals is the global options block of the tests' Caddyfiles:
+// this package's admin endpoint, no persisted config, no automatic HTTPS,
+// Caddy's storage in storage, logs discarded; extra is more global options.
+func caddyfileGlobals(t *testing.T, storage, extra string) string {
+	t.Helper()
+	adminPortOnce.Do(func() { adminPort = pickFreePort(t) })
+	return fmt.Sprintf(`{
+	admin localhost:%d
+	persist_config off
+	auto_https off
+	grace_period 1ms
+	storage file_system %s
+	log {
+		output discard
+	}
+%s}
+`, adminPort, storage, extra)
+}
