@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/caddy-pkce/caddy-pkce/internal/seal"
 	"github.com/caddy-pkce/caddy-pkce/internal/testop"
 )
