@@ -2,12 +2,10 @@ package pkceauth
 
 import (
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
 // assertionCaddyfileCases are the assertion block's and userinfo_path's
@@ -64,15 +62,7 @@ var assertionCaddyfileCases = []struct {
 
 func TestUnmarshalCaddyfileAssertion(t *testing.T) {
 	for _, tc := range assertionCaddyfileCases {
-		t.Run(tc.name, func(t *testing.T) {
-			var got PKCEAuth
-			if err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input)); err != nil {
-				t.Fatalf("UnmarshalCaddyfile: %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got\n%+v\nwant\n%+v", got, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { expectParsed(t, tc.input, tc.want) })
 	}
 }
 
@@ -102,15 +92,6 @@ func TestUnmarshalCaddyfileAssertionErrors(t *testing.T) {
 		"userinfo_path without value": {"pkce_auth {\n userinfo_path\n}", "wrong argument count"},
 		"userinfo_path twice":         {"pkce_auth {\n userinfo_path /a\n userinfo_path /b\n}", "subdirective userinfo_path may be given only once"},
 	} {
-		t.Run(name, func(t *testing.T) {
-			var p PKCEAuth
-			err := p.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("error %v; want one containing %q", err, tc.wantErr)
-			}
-			if !strings.Contains(err.Error(), "Testfile:") {
-				t.Errorf("error %q does not name the Caddyfile line", err)
-			}
-		})
+		t.Run(name, func(t *testing.T) { expectParseError(t, tc.input, tc.wantErr) })
 	}
 }

@@ -2,11 +2,9 @@ package pkceauth
 
 import (
 	"encoding/json"
-	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
@@ -75,17 +73,7 @@ func TestUnmarshalCaddyfileBearer(t *testing.T) {
 		},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var got PKCEAuth
-			if err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input)); err != nil {
-				t.Fatalf("UnmarshalCaddyfile: %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				gj, _ := json.Marshal(got)
-				wj, _ := json.Marshal(tc.want)
-				t.Errorf("got\n%s\nwant\n%s", gj, wj)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { expectParsed(t, tc.input, tc.want) })
 	}
 }
 
@@ -104,16 +92,7 @@ func TestUnmarshalCaddyfileBearerErrors(t *testing.T) {
 		"api_match unknown matcher":     {"pkce_auth {\n api_match pathh /x\n}", "getting matcher module 'pathh'"},
 	}
 	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			var p PKCEAuth
-			err := p.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
-			if err == nil {
-				t.Fatalf("no error; want one containing %q", tc.wantErr)
-			}
-			if !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("error %q does not contain %q", err, tc.wantErr)
-			}
-		})
+		t.Run(name, func(t *testing.T) { expectParseError(t, tc.input, tc.wantErr) })
 	}
 }
 

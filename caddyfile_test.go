@@ -332,15 +332,38 @@ var caddyfileCases = []struct {
 
 func TestUnmarshalCaddyfile(t *testing.T) {
 	for _, tc := range caddyfileCases {
-		t.Run(tc.name, func(t *testing.T) {
-			var got PKCEAuth
-			if err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input)); err != nil {
-				t.Fatalf("UnmarshalCaddyfile: %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got\n%+v\nwant\n%+v", got, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { expectParsed(t, tc.input, tc.want) })
+	}
+}
+
+// expectParsed checks that input, a pkce_auth directive, parses into want.
+func expectParsed(t *testing.T, input string, want PKCEAuth) {
+	t.Helper()
+	var got PKCEAuth
+	if err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
+		t.Fatalf("UnmarshalCaddyfile: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		gj, _ := json.Marshal(got)
+		wj, _ := json.Marshal(want)
+		t.Errorf("got\n%+v\nwant\n%+v\n(JSON: got %s, want %s)", got, want, gj, wj)
+	}
+}
+
+// expectParseError checks that input fails to parse with an error that
+// contains wantErr and names the Caddyfile line.
+func expectParseError(t *testing.T, input, wantErr string) {
+	t.Helper()
+	var p PKCEAuth
+	err := p.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+	if err == nil {
+		t.Fatalf("no error; want one containing %q", wantErr)
+	}
+	if !strings.Contains(err.Error(), wantErr) {
+		t.Errorf("error %q does not contain %q", err, wantErr)
+	}
+	if !strings.Contains(err.Error(), "Testfile:") {
+		t.Errorf("error %q does not name the Caddyfile line", err)
 	}
 }
 
@@ -604,18 +627,6 @@ var caddyfileErrors = map[string]struct {
 
 func TestUnmarshalCaddyfileErrors(t *testing.T) {
 	for name, tc := range caddyfileErrors {
-		t.Run(name, func(t *testing.T) {
-			var p PKCEAuth
-			err := p.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
-			if err == nil {
-				t.Fatalf("no error; want one containing %q", tc.wantErr)
-			}
-			if !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("error %q does not contain %q", err, tc.wantErr)
-			}
-			if !strings.Contains(err.Error(), "Testfile:") {
-				t.Errorf("error %q does not name the Caddyfile line", err)
-			}
-		})
+		t.Run(name, func(t *testing.T) { expectParseError(t, tc.input, tc.wantErr) })
 	}
 }
