@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,16 +49,7 @@ func startRoutesSite(t *testing.T, op *testop.Provider, routes ...any) *site {
 	cfg := s.config()
 	cfg["apps"].(map[string]any)["http"].(map[string]any)["servers"].(map[string]any)["srv0"].(map[string]any)["routes"] = routes
 	loadCaddyJSON(t, cfg)
-	t.Cleanup(func() {
-		if t.Failed() {
-			if b, err := os.ReadFile(s.logFile); err == nil {
-				t.Logf("Caddy log:\n%s", tail(string(b), 8000))
-			}
-		}
-		if msg := postCaddyConfig(t, map[string]any{}); msg != "" {
-			t.Errorf("unloading the config: %s", msg)
-		}
-	})
+	s.unloadAtCleanup()
 	return s
 }
 

@@ -144,19 +144,25 @@ func startSite(t *testing.T, op *testop.Provider, opts siteOptions) *site {
 		s.certs = newTestCert(t)
 	}
 	s.reload(opts)
+	s.unloadAtCleanup()
+	return s
+}
+
+// unloadAtCleanup shows the end of Caddy's log when the test failed, and
+// stops the servers (and the provider's discovery retries) before the
+// test's provider and temp dirs go away.
+func (s *site) unloadAtCleanup() {
+	t := s.t
 	t.Cleanup(func() {
 		if t.Failed() {
 			if b, err := os.ReadFile(s.logFile); err == nil {
 				t.Logf("Caddy log:\n%s", tail(string(b), 8000))
 			}
 		}
-		// Stop the servers (and the provider's discovery retries) before
-		// the test's provider and temp dirs go away.
 		if msg := postCaddyConfig(t, map[string]any{}); msg != "" {
 			t.Errorf("unloading the config: %s", msg)
 		}
 	})
-	return s
 }
 
 // reload loads a new config on the same port: a new handler instance is
