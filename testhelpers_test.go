@@ -105,6 +105,8 @@ type siteOptions struct {
 	next []any
 	// accessLog turns on the server's access log (into the log file).
 	accessLog bool
+	// apps are more Caddy apps beside http (and tls).
+	apps map[string]any
 }
 
 // site is a running Caddy config in front of the echo upstream.
@@ -255,6 +257,7 @@ func (s *site) config() map[string]any {
 			"servers":      map[string]any{"srv0": server},
 		},
 	}
+	maps.Copy(apps, s.opts.apps)
 	if s.opts.tls {
 		server["tls_connection_policies"] = []any{map[string]any{}}
 		apps["tls"] = map[string]any{
