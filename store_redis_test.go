@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,7 +50,7 @@ func redisServerBinary(t testing.TB) string {
 // startTestRedis starts redis-server; extra are more server arguments.
 func startTestRedis(t testing.TB, extra ...string) *testRedis {
 	t.Helper()
-	r := &testRedis{t: t, bin: redisServerBinary(t), port: freeLoopbackPort(t), dir: t.TempDir()}
+	r := &testRedis{t: t, bin: redisServerBinary(t), port: pickFreePort(t), dir: t.TempDir()}
 	r.args = append([]string{
 		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no",
@@ -118,16 +117,6 @@ func (r *testRedis) save() {
 	if _, err := os.Stat(filepath.Join(r.dir, "dump.rdb")); err != nil {
 		r.t.Fatalf("SAVE wrote no dump: %v", err)
 	}
-}
-
-func freeLoopbackPort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // newTestRedisBackend is the backend as a handler would get it.
@@ -386,7 +375,7 @@ func TestRedisPlaceholders(t *testing.T) {
 // more sentinel.conf lines.
 func startSentinel(t *testing.T, master *testRedis, conf string) *testRedis {
 	t.Helper()
-	s := &testRedis{t: t, bin: master.bin, port: freeLoopbackPort(t), dir: t.TempDir()}
+	s := &testRedis{t: t, bin: master.bin, port: pickFreePort(t), dir: t.TempDir()}
 	file := filepath.Join(s.dir, "sentinel.conf")
 	err := os.WriteFile(file, []byte(fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
 		"sentinel monitor sessions 127.0.0.1 %d 1\nsentinel down-after-milliseconds sessions 5000\n%s",
@@ -457,7 +446,7 @@ func startTLSRedis(t *testing.T, clientAuth bool) *tlsRedis {
 	if clientAuth {
 		auth = "yes"
 	}
-	r.testRedis = &testRedis{t: t, bin: redisServerBinary(t), port: freeLoopbackPort(t), dir: dir,
+	r.testRedis = &testRedis{t: t, bin: redisServerBinary(t), port: pickFreePort(t), dir: dir,
 		tls: &tls.Config{RootCAs: cert.pool, ServerName: "localhost", Certificates: []tls.Certificate{pair}}}
 	r.args = []string{"--port", "0", "--tls-port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--tls-cert-file", r.certFile, "--tls-key-file", r.keyFile, "--tls-ca-cert-file", r.certFile,
